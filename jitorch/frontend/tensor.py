@@ -1,0 +1,642 @@
+"""Tensor: numpy data (or only a shape, when symbolic) plus autograd state, and the one dispatch door.
+
+Every op reaches `dispatch()` (through `Tensor._apply`): the registry's shape rule, then its numpy
+implementation, then a tape node when gradients are wanted, then the active trace, if any. The
+PyTorch-style methods come from `OpVocabulary`; this file adds what needs real data: conversions,
+printing, in-place ops, views sharing memory and version counters, and autograd entry points.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from jitorch.frontend import autograd, tracing
+from jitorch.frontend.formatting import tensor_repr
+from jitorch.ir import dtypes
+from jitorch.ir.dtypes import DType
+from jitorch.ir.ops import OPS
+from jitorch.ir.types import Literal, TensorType
+from jitorch.ir.vocabulary import OpVocabulary, Scalar, normalize_dim, shape_args
+
+
+class Size(tuple):
+    """A tensor's shape: a tuple that prints like PyTorch's."""
+
+    def __repr__(self) -> str:
+        return f"jitorch.Size([{', '.join(map(str, self))}])"
+
+    def numel(self) -> int:
+        out = 1
+        for s in self:
+            out *= s
+        return out
+
+
+class VersionCounter:
+    """Shared by a tensor and all its views: bumped by every in-place write to the memory."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+class device:  # noqa: N801 - PyTorch's name
+    """Only the CPU exists; asking for another device fails at once with a clear message."""
+
+    def __init__(self, kind: Any = "cpu", index: int | None = None) -> None:
+        name = kind.type if isinstance(kind, device) else str(kind)
+        base = name.split(":")[0]
+        if base not in ("cpu", "meta"):
+            raise RuntimeError(f"device '{name}' is not available: jitorch runs on the CPU only "
+                               f"(jitorch.cuda.is_available() is False)")
+        self.type = base
+
+    def __eq__(self, other: object) -> bool:
+        return str(self) == str(other.type if isinstance(other, device) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.type)
+
+    def __repr__(self) -> str:
+        return f"device(type='{self.type}')"
+
+    def __str__(self) -> str:
+        return self.type
+
+
+CPU = device("cpu")
+
+
+def _check_device(value: Any) -> bool:
+    """Validate a device argument; True when it asks for a symbolic ('meta') tensor."""
+    if value is None:
+        return False
+    return device(value).type == "meta"
+
+
+class Tensor(OpVocabulary):
+    __slots__ = ("_data", "shape", "dtype", "_requires_grad", "_grad_fn", "_grad", "_version", "_base",
+                 "_view_chain", "_hooks", "__dict__", "__weakref__")
+    __array_priority__ = 1000
+    __array_ufunc__ = None  # numpy operators defer to ours: np.float32(2) * t is a Tensor
+
+    # ---------------------------------------------------------------------------------------------
+    # construction
+
+    def __init__(self, data: Any = None, *, dtype: DType | None = None) -> None:
+        from jitorch.frontend.creation import as_array
+        arr = as_array([] if data is None else data, dtype)
+        self._init(arr, dtypes.from_numpy(arr.dtype))
+
+    def _init(self, data: np.ndarray | None, dtype: DType, shape: tuple[int, ...] | None = None) -> None:
+        self._data = data
+        self.shape = Size(data.shape if data is not None else shape)
+        self.dtype = dtype
+        self._requires_grad = False
+        self._grad_fn = None
+        self._grad = None
+        self._version = VersionCounter()
+        self._base = None
+        self._view_chain = None
+        self._hooks = None
+
+    @classmethod
+    def _wrap(cls, data: np.ndarray, dtype: DType | None) -> Tensor:
+        """A new tensor owning (not copying) a numpy array."""
+        t = object.__new__(Tensor)
+        t._init(data, dtype if dtype is not None else dtypes.from_numpy(data.dtype))
+        return t
+
+    @classmethod
+    def _symbolic(cls, shape: tuple[int, ...], dtype: DType) -> Tensor:
+        """A tensor with a shape and dtype but no data: ops on it record without computing."""
+        t = object.__new__(Tensor)
+        t._init(None, dtype, tuple(shape))
+        return t
+
+    def _apply(self, name: str, *operands: Any, **attrs: Any) -> Tensor:
+        return dispatch(name, operands, attrs)
+
+    def _coerce(self, value: Any) -> Tensor:
+        if isinstance(value, (list, tuple, np.ndarray)):
+            from jitorch.frontend.creation import tensor
+            return tensor(value)
+        raise TypeError(f"unsupported operand type {type(value).__name__} for a Tensor op")
+
+    @property
+    def is_symbolic(self) -> bool:
+        return self._data is None
+
+    def _need_data(self, what: str) -> np.ndarray:
+        if self._data is None:
+            raise RuntimeError(f"{what}: a symbolic tensor ({TensorType(tuple(self.shape), self.dtype)}) has no data")
+        tracing.value_read(self, what)
+        return self._data
+
+    # ---------------------------------------------------------------------------------------------
+    # attributes and conversions
+
+    def size(self, dim: int | None = None) -> Any:
+        return self.shape if dim is None else self.shape[normalize_dim(dim, self.ndim)]
+
+    def nelement(self) -> int:
+        return self.numel()
+
+    def element_size(self) -> int:
+        return self.dtype.itemsize
+
+    def stride(self, dim: int | None = None) -> Any:
+        strides = tuple(s // self.dtype.itemsize for s in self._data.strides) if self._data is not None else ()
+        return strides if dim is None else strides[normalize_dim(dim, self.ndim)]
+
+    def is_contiguous(self) -> bool:
+        return self._data is None or self._data.flags.c_contiguous
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.is_floating_point
+
+    def data_ptr(self) -> int:
+        return 0 if self._data is None else self._data.ctypes.data
+
+    @property
+    def device(self) -> device:
+        return CPU if self._data is not None else device("meta")
+
+    @property
+    def is_cuda(self) -> bool:
+        return False
+
+    @property
+    def layout(self) -> str:
+        return "strided"
+
+    def type_name(self) -> str:
+        names = {"float32": "FloatTensor", "float64": "DoubleTensor", "int32": "IntTensor",
+                 "int64": "LongTensor", "bool": "BoolTensor"}
+        return f"jitorch.{names[self.dtype.name]}"
+
+    def type(self, dtype: Any = None) -> Any:
+        return self.type_name() if dtype is None else self.to(dtypes.as_dtype(dtype))
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        dtype, copy = kwargs.get("dtype"), kwargs.get("copy", False)
+        _check_device(kwargs.get("device"))
+        for arg in args:
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif isinstance(arg, (str, device)):
+                _check_device(arg)
+            elif arg is not None:
+                dtype = dtypes.as_dtype(arg)
+        if dtype is not None:
+            dtype = dtypes.as_dtype(dtype)
+        if dtype is None or dtype is self.dtype:
+            return self.clone() if copy else self
+        return dispatch("cast", (self,), {"dtype": dtype})
+
+    def cpu(self) -> Tensor:
+        return self
+
+    def cuda(self, *args: Any, **kwargs: Any) -> Tensor:
+        device("cuda")
+        return self
+
+    def float(self) -> Tensor:
+        return self.to(dtypes.float32)
+
+    def double(self) -> Tensor:
+        return self.to(dtypes.float64)
+
+    def long(self) -> Tensor:
+        return self.to(dtypes.int64)
+
+    def int(self) -> Tensor:
+        return self.to(dtypes.int32)
+
+    def bool(self) -> Tensor:
+        return self.to(dtypes.bool_)
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.to(other.dtype)
+
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        if self._requires_grad and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                               "instead.")
+        return self._need_data("numpy()")
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self._need_data("__array__")
+        return arr if dtype is None else arr.astype(dtype)
+
+    def tolist(self) -> Any:
+        return self._need_data("tolist()").tolist()
+
+    def item(self) -> Any:
+        if self.numel() != 1:
+            raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
+        return self._need_data("item()").reshape(()).item()
+
+    def __bool__(self) -> bool:
+        if self.numel() != 1:
+            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+        return bool(self._need_data("bool()").reshape(()))
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.is_floating_point or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return iter(self.unbind(0))
+
+    def __repr__(self) -> str:
+        return tensor_repr(self)
+
+    def __format__(self, spec: str) -> str:
+        if self.ndim == 0 and self._data is not None:
+            return format(self.item(), spec)
+        return format(repr(self), spec)
+
+    def __reduce_ex__(self, protocol: int) -> Any:
+        # whole-module pickles (save(model) with weights_only=False) store the data and grad flag only
+        return (_rebuild, (self._need_data("pickle"), self.dtype.name, self._requires_grad, type(self)))
+
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        out = type(self).__new__(type(self))
+        Tensor._init(out, None if self._data is None else self._data.copy(), self.dtype, tuple(self.shape))
+        out._requires_grad = self._requires_grad
+        if self._grad is not None:
+            out._grad = self._grad.__deepcopy__(memo)
+        out.__dict__.update({k: v for k, v in self.__dict__.items()})
+        memo[id(self)] = out
+        return out
+
+    # ---------------------------------------------------------------------------------------------
+    # autograd
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if self._grad_fn is not None and not value:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use a "
+                               "computed variable in a subgraph that doesn't require differentiation use "
+                               "var_no_grad = var.detach().")
+        if value and not self.dtype.is_floating_point:
+            raise RuntimeError(f"only Tensors of floating point dtype can require gradients (got {self.dtype.name})")
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def grad_fn(self) -> autograd.Node | None:
+        return self._grad_fn
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._grad_fn is None
+
+    @property
+    def grad(self) -> Tensor | None:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if value is not None and (tuple(value.shape) != tuple(self.shape) or value.dtype is not self.dtype):
+            raise RuntimeError(f"assigned grad has data of a different type or size: expected "
+                               f"{TensorType(tuple(self.shape), self.dtype)}, got "
+                               f"{TensorType(tuple(value.shape), value.dtype)}")
+        self._grad = value
+
+    def retain_grad(self) -> None:
+        if self._grad_fn is None:
+            return
+        import weakref
+        self._grad_fn.retained = weakref.ref(self)
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._grad_fn is not None and self._grad_fn.retained is not None
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> Any:
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._grad_fn is not None:
+            self._grad_fn.register_prehook(hook)
+            hooks, owner = self._grad_fn.pre_hooks, self._grad_fn
+        else:
+            self._hooks = (self._hooks or []) + [hook]
+            hooks, owner = self._hooks, self
+        return _RemovableHook(owner, hook)
+
+    def backward(self, gradient: Any = None, retain_graph: bool | None = None, create_graph: bool = False,
+                 inputs: Any = None) -> None:
+        autograd.backward(self, gradient, retain_graph, create_graph, inputs)
+
+    def detach(self) -> Tensor:
+        """A tensor sharing memory and version counter with this one, cut off from autograd."""
+        out = dispatch("detach", (self,), {})
+        out._version = self._version
+        return out
+
+    def detach_(self) -> Tensor:
+        self._grad_fn = None
+        self._requires_grad = False
+        return self
+
+    @property
+    def data(self) -> Tensor:
+        out = Tensor._wrap(self._data, self.dtype) if self._data is not None else Tensor._symbolic(self.shape, self.dtype)
+        out._version = self._version
+        return out
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        self._data = value._data
+        self.shape = Size(value.shape)
+        self.dtype = value.dtype
+
+    # ---------------------------------------------------------------------------------------------
+    # copies and in-place ops
+
+    def clone(self, *, memory_format: Any = None) -> Tensor:
+        return dispatch("cast", (self,), {"dtype": self.dtype})
+
+    def contiguous(self, memory_format: Any = None) -> Tensor:
+        return self if self.is_contiguous() else self.clone()
+
+    def _check_inplace(self) -> None:
+        if autograd.is_grad_enabled():
+            if self._requires_grad and self._grad_fn is None:
+                raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+            if self._base is not None and self._base._requires_grad and self._base._grad_fn is None:
+                raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place "
+                                   "operation.")
+
+    def _inplace(self, result: Any) -> Tensor:
+        """Write `result` (same shape, cast to our dtype) into our memory and take over its history."""
+        self._check_inplace()
+        if not isinstance(result, Tensor):
+            result = self.new_full(tuple(self.shape), result)
+        if tuple(result.shape) != tuple(self.shape):
+            try:
+                result = result.expand(*self.shape)
+            except RuntimeError:
+                raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape "
+                                   f"{list(result.shape)}") from None
+        if result.dtype is not self.dtype:
+            if self.dtype.rank < result.dtype.rank and not (self.dtype.is_floating_point or result.dtype.is_bool):
+                raise RuntimeError(f"result type {result.dtype.name.capitalize()} can't be cast to the desired "
+                                   f"output type {self.dtype.name.capitalize()}")
+            result = result.to(self.dtype)
+        if self._data is not None:
+            try:
+                np.copyto(self._data, result._data)
+            except ValueError:
+                raise RuntimeError("unsupported operation: more than one element of the written-to tensor "
+                                   "refers to a single memory location. Please clone() the tensor before "
+                                   "performing the operation.") from None
+        self._version.value += 1
+        tracing.inplace(self, result)
+        if autograd.is_grad_enabled() and (result._requires_grad or self._requires_grad):
+            base = self._base
+            if base is not None:
+                node = autograd.CopySlices(autograd.edge(base), autograd.edge(result), self._view_chain,
+                                           tuple(base.shape), base.dtype)
+                base._grad_fn, base._requires_grad = node, True
+            self._grad_fn, self._requires_grad = result._grad_fn, True
+        return self
+
+    def copy_(self, src: Any, non_blocking: bool = False) -> Tensor:
+        if not isinstance(src, Tensor):
+            src = self._coerce(np.asarray(src))
+        return self._inplace(src.to(self.dtype))
+
+    def fill_(self, value: Any) -> Tensor:
+        return self._inplace(value.expand(*self.shape) if isinstance(value, Tensor) else
+                             self.new_full(tuple(self.shape), value))
+
+    def zero_(self) -> Tensor:
+        return self.fill_(0)
+
+    def add_(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        return self._inplace(self.add(other, alpha=alpha))
+
+    def sub_(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        return self._inplace(self.sub(other, alpha=alpha))
+
+    def mul_(self, other: Any) -> Tensor:
+        return self._inplace(self * other)
+
+    def div_(self, other: Any, *, rounding_mode: str | None = None) -> Tensor:
+        return self._inplace(self.div(other, rounding_mode=rounding_mode))
+
+    def pow_(self, exponent: Any) -> Tensor:
+        return self._inplace(self ** exponent)
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        return self._inplace(self.clamp(min, max))
+
+    clip_ = clamp_
+
+    def masked_fill(self, mask: Tensor, value: Any) -> Tensor:
+        if mask.dtype is not dtypes.bool_:
+            raise RuntimeError(f"masked_fill only supports boolean masks, but got mask with dtype {mask.dtype.name}")
+        if isinstance(value, Tensor):
+            if value.ndim:
+                raise RuntimeError(f"masked_fill only supports a 0-dimensional value tensor, but got tensor with "
+                                   f"{value.ndim} dimension(s).")
+            value = value.to(self.dtype)
+        return mask.if_else(value, self).to(self.dtype)
+
+    def masked_fill_(self, mask: Tensor, value: Any) -> Tensor:
+        return self._inplace(self.masked_fill(mask, value))
+
+    def addcmul_(self, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Tensor:
+        return self._inplace(self + tensor1 * tensor2 * value)
+
+    def addcdiv_(self, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Tensor:
+        return self._inplace(self + tensor1 / tensor2 * value)
+
+    def lerp_(self, end: Any, weight: Any) -> Tensor:
+        return self._inplace(self.lerp(end, weight))
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator: Any = None) -> Tensor:
+        from jitorch.frontend.random import rand_like
+        return self._inplace(rand_like(self, generator=generator) * (b - a) + a)
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> Tensor:
+        from jitorch.frontend.random import randn_like
+        return self._inplace(randn_like(self, generator=generator) * std + mean)
+
+    def bernoulli_(self, p: float = 0.5, *, generator: Any = None) -> Tensor:
+        from jitorch.frontend.random import rand_like
+        return self._inplace(rand_like(self, dtype=dtypes.float32, generator=generator) < p)
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return self.add_(other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self.sub_(other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self.mul_(other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self.div_(other)
+
+    def __ifloordiv__(self, other: Any) -> Tensor:
+        return self._inplace(self // other)
+
+    def __imod__(self, other: Any) -> Tensor:
+        return self._inplace(self % other)
+
+    def __ipow__(self, other: Any) -> Tensor:
+        return self.pow_(other)
+
+    def __iand__(self, other: Any) -> Tensor:
+        return self._inplace(self & other)
+
+    def __ior__(self, other: Any) -> Tensor:
+        return self._inplace(self | other)
+
+    def __ixor__(self, other: Any) -> Tensor:
+        return self._inplace(self ^ other)
+
+    # ---------------------------------------------------------------------------------------------
+    # views and indexing
+
+    def view(self, *shape: Any) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], DType):
+            raise NotImplementedError("view(dtype) reinterprets bits, which jitorch does not support")
+        out = self.reshape(*shape)
+        if out is not self and self._data is not None and not np.may_share_memory(out._data, self._data) and out.numel():
+            raise RuntimeError(f"view size is not compatible with input tensor's size and stride (at least one "
+                               f"dimension spans across two contiguous subspaces). Use .reshape(...) instead. "
+                               f"(input shape {list(self.shape)}, view shape {list(out.shape)})")
+        return out
+
+    def __getitem__(self, index: Any) -> Tensor:
+        from jitorch.frontend.indexing import getitem
+        return getitem(self, index)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        from jitorch.frontend.indexing import setitem
+        setitem(self, index, value)
+
+    def nonzero(self, *, as_tuple: bool = False) -> Any:
+        found = np.nonzero(self._need_data("nonzero()"))
+        if as_tuple:
+            return tuple(Tensor._wrap(np.ascontiguousarray(i, dtype=np.int64), dtypes.int64) for i in found)
+        return Tensor._wrap(np.stack(found, axis=1).astype(np.int64) if found else np.zeros((1, 0), np.int64),
+                            dtypes.int64)
+
+    def masked_select(self, mask: Tensor) -> Tensor:
+        return self[mask.expand(*self.shape)] if tuple(mask.shape) != tuple(self.shape) else self[mask]
+
+    # ---------------------------------------------------------------------------------------------
+    # composites with their own home in functional.py
+
+    def softmax(self, dim: int, dtype: DType | None = None) -> Tensor:
+        from jitorch.frontend import functional
+        return functional.softmax(self, dim, dtype=dtype)
+
+    def log_softmax(self, dim: int, dtype: DType | None = None) -> Tensor:
+        from jitorch.frontend import functional
+        return functional.log_softmax(self, dim, dtype=dtype)
+
+    def cumsum(self, dim: int, *, dtype: DType | None = None) -> Tensor:
+        from jitorch.frontend import functional
+        return functional.cumsum(self, dim, dtype=dtype)
+
+
+def _install_inplace_unary() -> None:
+    """`x.exp_()`, `x.relu_()`, ...: the out-of-place op written back into x."""
+    Tensor.neg = Tensor.negative = OpVocabulary.__neg__  # type: ignore[attr-defined]
+    for name in ("neg", "abs", "sign", "floor", "ceil", "round", "trunc", "relu", "exp", "expm1", "log", "log1p",
+                 "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid", "erf", "reciprocal", "square"):
+        method = getattr(Tensor, name)
+        setattr(Tensor, name + "_", lambda self, _m=method: self._inplace(_m(self)))
+
+
+_install_inplace_unary()
+
+
+class _RemovableHook:
+    def __init__(self, owner: Any, hook: Callable) -> None:
+        self.owner, self.hook = owner, hook
+
+    def remove(self) -> None:
+        attr = "pre_hooks" if isinstance(self.owner, autograd.Node) else "_hooks"
+        hooks = getattr(self.owner, attr) or []
+        setattr(self.owner, attr, [h for h in hooks if h is not self.hook])
+
+
+def _rebuild(data: np.ndarray, dtype_name: str, requires_grad: bool, cls: type) -> Tensor:
+    out = cls.__new__(cls)
+    Tensor._init(out, data, dtypes.BY_NAME[dtype_name])
+    out._requires_grad = requires_grad
+    return out
+
+
+def replay_view(tensor: Tensor, chain: tuple) -> Tensor:
+    """Apply a view's recorded (op, attrs) chain to another tensor of the base's shape."""
+    for name, attrs in chain:
+        tensor = dispatch(name, (tensor,), dict(attrs))
+    return tensor
+
+
+# ----------------------------------------------------------------------------------------------------
+# the dispatch door
+
+
+def dispatch(name: str, operands: tuple, attrs: dict) -> Tensor:
+    """Apply primitive `name`: infer, compute, record on the tape, record in the trace."""
+    op = OPS[name]
+    out_type = op.infer(*operands, **attrs)
+    if any(type(o) is not Literal and o._data is None for o in operands):
+        out = Tensor._symbolic(out_type.shape, out_type.dtype)
+    else:
+        arrays = [o.numpy_value() if type(o) is Literal else o._data for o in operands]
+        data = op.eager(*arrays, **attrs)
+        if type(data) is not np.ndarray:
+            data = np.asarray(data)
+        if data.dtype != out_type.dtype.numpy:
+            data = data.astype(out_type.dtype.numpy)
+        out = Tensor._wrap(data, out_type.dtype)
+    if op.view:
+        source = operands[0]
+        out._version = source._version
+        out._base = source._base if source._base is not None else source
+        link = ((name, tuple(sorted(attrs.items()))),)
+        out._view_chain = source._view_chain + link if source._view_chain is not None else link
+    if op.vjp is not None and autograd._mode.enabled:
+        for o in operands:
+            if type(o) is not Literal and o._requires_grad:
+                edges = [autograd.edge(v) for v in operands]
+                out._grad_fn = autograd.OpNode(op, attrs, operands, out, edges)
+                out._requires_grad = True
+                break
+    if tracing.STATE.recorder is not None:
+        tracing.STATE.recorder.record(name, operands, attrs, out)
+    return out
