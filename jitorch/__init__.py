@@ -29,3 +29,25 @@ float = float32  # noqa: A001 - PyTorch's aliases
 double = float64
 long = int64
 int = int32  # noqa: A001
+
+# subpackages and heavier entry points load on first use, keeping `import jitorch` fast
+_LAZY = {
+    "nn": ("jitorch.nn", None), "optim": ("jitorch.optim", None), "utils": ("jitorch.utils", None),
+    "autograd": ("jitorch.autograd", None), "compiler": ("jitorch.compiler", None),
+    "save": ("jitorch.serialization", "save"), "load": ("jitorch.serialization", "load"),
+    "compile": ("jitorch.frontend.compile", "compile"), "explain": ("jitorch.frontend.compile", "explain"),
+    "benchmark": ("jitorch.benchmarking", "benchmark"),
+    "set_num_threads": ("jitorch.codegen.runtime", "set_num_threads"),
+    "get_num_threads": ("jitorch.codegen.runtime", "get_num_threads"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'jitorch' has no attribute '{name}'")
+    import importlib
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value

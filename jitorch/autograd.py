@@ -1,0 +1,6 @@
+"""`jitorch.autograd`: gradients of tensors (backward, grad), grad modes and the gradient checkers."""
+from __future__ import annotations
+
+from jitorch.frontend.autograd import (  # noqa: F401
+    backward, enable_grad, grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled)
+from jitorch.frontend.autograd import Node as Node  # noqa: F401
