@@ -155,6 +155,7 @@ def randint_like(t: Tensor, low: int, high: int | None = None, **kwargs: Any) ->
 
 def randperm(n: int, *, generator: Generator | None = None, dtype: DType | None = None, device: Any = None,
              requires_grad: bool = False) -> Tensor:
+    tracing.untraceable("randperm")
     gen = generator or default_generator
     return Tensor._wrap(gen.numpy.permutation(n).astype((dtype or dtypes.int64).numpy), dtype or dtypes.int64)
 
@@ -172,6 +173,7 @@ def bernoulli(p: Tensor, *, generator: Generator | None = None) -> Tensor:
 
 def multinomial(probs: Tensor, num_samples: int, replacement: bool = False, *,
                 generator: Generator | None = None) -> Tensor:
+    tracing.untraceable("multinomial")
     gen = generator or default_generator
     weights = np.atleast_2d(probs._need_data("multinomial()")).astype(np.float64)
     rows = [gen.numpy.choice(weights.shape[1], size=num_samples, replace=replacement, p=w / w.sum()) for w in weights]

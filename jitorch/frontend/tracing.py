@@ -1,12 +1,27 @@
-"""The recording context: while a trace is active, every dispatched op is handed to its recorder.
+"""The recording context: while a trace is active, every dispatched op is appended to a graph.
 
+A `Recorder` maps each tensor it has seen (by identity) to its IR value. Tensors it meets that are
+not arguments (parameters, buffers, globals, constants) become graph inputs read at call time.
+In-place writes rebind the tensor to its new value, update the base of a view through the registry's
+`unview` rules, and mark lifted tensors as mutated (the compiled call writes them back). Value reads
+(`.item()`, `bool()`, ...) and host-side operations are noted as reasons the trace cannot be replayed.
 The dispatch door and the few places that read values or mutate memory call the hooks below; with no
 active recorder each hook is one attribute test.
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from jitorch.ir.ops import OPS
+from jitorch.ir.types import Literal, TensorType
+
+if TYPE_CHECKING:
+    from jitorch.ir.graph import Value
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class _State(threading.local):
@@ -19,7 +34,13 @@ STATE = _State()
 def value_read(tensor: Any, what: str) -> None:
     """A tensor's value reaches Python (`.item()`, `bool()`, ...): a trace cannot be replayed past this."""
     if STATE.recorder is not None:
-        STATE.recorder.value_read(tensor, what)
+        STATE.recorder.not_replayable(f"{what} reads a tensor's value into Python")
+
+
+def untraceable(what: str) -> None:
+    """An operation computed on the host with no graph form (e.g. randperm) ran during the trace."""
+    if STATE.recorder is not None:
+        STATE.recorder.not_replayable(f"{what} has no compiled form")
 
 
 def inplace(tensor: Any, result: Any) -> None:
@@ -32,3 +53,173 @@ def random_seed(seed: Any, generator: Any) -> None:
     """`seed` was drawn from `generator` for a random op: a traced graph draws it anew on every call."""
     if STATE.recorder is not None:
         STATE.recorder.random_seed(seed, generator)
+
+
+def user_location() -> str:
+    """`file.py:line` of the innermost frame outside jitorch: where the user's code called in."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not os.path.abspath(filename).startswith(_PACKAGE_DIR):
+            return f"{os.path.basename(filename)}:{frame.f_lineno}"
+        frame = frame.f_back
+    return ""
+
+
+class Recorder:
+    """Records one call of a function into a graph."""
+
+    def __init__(self, name: str) -> None:
+        from jitorch.ir.graph import GraphBuilder
+
+        self.builder = GraphBuilder(name)
+        self.values: dict[int, Value] = {}
+        self.keep: list[Any] = []  # tensors seen stay alive so their ids are not reused during the trace
+        self.arguments: list[tuple[Any, Value]] = []
+        self.lifted: list[tuple[Any, Value]] = []
+        self.seeds: list[tuple[Value, Any]] = []
+        self.mutated: dict[int, Any] = {}  # id -> argument or lifted tensor written in place
+        self.views: dict[int, list[Any]] = {}  # id(base) -> views of it seen in the trace
+        self.reasons: list[str] = []
+        self.names: dict[int, str] = {}  # id(tensor) -> parameter/buffer path, from the modules that ran
+        self.scopes: list[str] = []
+        self.module_paths: dict[int, str] = {}
+        self.modules: list[Any] = []  # modules that ran, in order, each once
+
+    # ---------------------------------------------------------------------------------------------
+    # activation
+
+    def __enter__(self) -> Recorder:
+        if STATE.recorder is not None:
+            raise RuntimeError("jitorch.compile: a function cannot be traced while another trace is recording")
+        STATE.recorder = self
+        observers = _module_observers()
+        if observers is not None:
+            observers.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        STATE.recorder = None
+        observers = _module_observers()
+        if observers is not None and self in observers:
+            observers.remove(self)
+
+    # ---------------------------------------------------------------------------------------------
+    # nn.Module observer protocol: scopes for the IR comments, names for lifted parameters
+
+    def name_modules(self, root: Any, prefix: str = "") -> None:
+        for path, module in root.named_modules(prefix=prefix):
+            self.module_paths.setdefault(id(module), path)
+            for name, tensor in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+                self.names.setdefault(id(tensor), f"{path}.{name}" if path else name)
+
+    def enter(self, module: Any) -> None:
+        if id(module) not in self.module_paths:
+            self.name_modules(module, prefix=type(module).__name__.lower())
+        if all(m is not module for m in self.modules):
+            self.modules.append(module)
+        self.scopes.append(self.module_paths[id(module)])
+
+    def exit(self, module: Any) -> None:
+        if self.scopes:
+            self.scopes.pop()
+
+    # ---------------------------------------------------------------------------------------------
+    # values
+
+    def add_argument(self, tensor: Any, name: str) -> Value:
+        value = self.builder.add_input(name, TensorType(tuple(tensor.shape), tensor.dtype))
+        self._bind(tensor, value)
+        self.arguments.append((tensor, value))
+        return value
+
+    def _bind(self, tensor: Any, value: Value) -> None:
+        self.values[id(tensor)] = value
+        self.keep.append(tensor)
+
+    def _unique(self, name: str) -> str:
+        taken = {v.name for v in self.builder.inputs}
+        if name not in taken:
+            return name
+        i = 1
+        while f"{name}_{i}" in taken:
+            i += 1
+        return f"{name}_{i}"
+
+    def value_of(self, tensor: Any) -> Value:
+        value = self.values.get(id(tensor))
+        if value is not None:
+            return value
+        if tensor._base is not None and id(tensor._base) in self.values and tensor._view_chain is not None:
+            # a view of a recorded tensor made outside dispatch (e.g. `.data`): replay its chain
+            value = self._replay_chain(self.values[id(tensor._base)], tensor._view_chain)
+            self._bind(tensor, value)
+            return value
+        name = self.names.get(id(tensor), f"lifted{len(self.lifted)}")
+        value = self.builder.add_input(self._unique(name), TensorType(tuple(tensor.shape), tensor.dtype))
+        self._bind(tensor, value)
+        self.lifted.append((tensor, value))
+        return value
+
+    def _replay_chain(self, value: Value, chain: tuple) -> Value:
+        for op, attrs in chain:
+            value = self.builder.emit(op, value, **dict(attrs))
+        return value
+
+    def record(self, name: str, operands: tuple, attrs: dict, out: Any) -> None:
+        inputs = [o if type(o) is Literal else self.value_of(o) for o in operands]
+        self.builder.scope = self.scopes[-1] if self.scopes else ""
+        self.builder.location = user_location()
+        self._bind(out, self.builder.emit(name, *inputs, **attrs))
+        if OPS[name].view:
+            base = out._base
+            self.views.setdefault(id(base), []).append(out)
+
+    def random_seed(self, seed: Any, generator: Any) -> None:
+        value = self.builder.add_input(self._unique(f"seed{len(self.seeds)}"), TensorType((), seed.dtype))
+        self._bind(seed, value)
+        self.seeds.append((value, generator))
+
+    def not_replayable(self, why: str) -> None:
+        location = user_location()
+        self.reasons.append(f"{why} ({location})" if location else why)
+
+    def inplace(self, tensor: Any, result: Any) -> None:
+        new = self.value_of(result)
+        base = tensor._base
+        if base is None:
+            self.value_of(tensor)
+            self._bind(tensor, new)
+            root = tensor
+        else:
+            root = base
+            updated = self._unview(self.value_of(base), tensor._view_chain, new)
+            if updated is None:
+                return
+            self._bind(base, updated)
+            self._bind(tensor, new)
+        # every other view of the written memory now sees new values: recompute them from the base
+        for view in self.views.get(id(root), []):
+            if view is not tensor:
+                self._bind(view, self._replay_chain(self.values[id(root)], view._view_chain))
+        if any(t is root for t, _ in self.arguments) or any(t is root for t, _ in self.lifted):
+            self.mutated[id(root)] = root
+
+    def _unview(self, base_value: Value, chain: tuple, new: Value) -> Value | None:
+        """The base after writing `new` through the view `chain` of it, via each op's `unview` rule."""
+        steps = [base_value]
+        for op, attrs in chain[:-1]:
+            steps.append(self.builder.emit(op, steps[-1], **dict(attrs)))
+        current = new
+        for (op, attrs), before in zip(reversed(chain), reversed(steps)):
+            rule = OPS[op].unview
+            if rule is None:
+                self.not_replayable(f"an in-place write through a `{op}` view")
+                return None
+            current = rule(before, current, **dict(attrs))
+        return current
+
+
+def _module_observers() -> list | None:
+    modules = sys.modules.get("jitorch.nn.modules")
+    return getattr(modules, "_global_call_observers", None) if modules is not None else None

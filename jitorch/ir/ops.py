@@ -43,6 +43,9 @@ class Op:
     saves: str = "inputs"
     # the result aliases operand 0's memory (a view): it shares the version counter of its base
     view: bool = False
+    # for views: unview(base, new_view, **attrs) -> base with the view's elements replaced by new_view,
+    # how a traced in-place write through a view updates its base (None: such writes are not traced)
+    unview: Callable[..., Any] | None = None
     # codegen rule for elementwise ops, filled in by jitorch.codegen
     scalar: dict[str, Any] = field(default_factory=dict)
 
@@ -384,7 +387,8 @@ def _reshape_infer(x: Any, *, shape: tuple[int, ...]) -> TensorType:
 
 
 register("reshape", MOVEMENT, _reshape_infer, lambda x, *, shape: np.reshape(x, shape),
-         lambda g, out, x, *, shape: (g.reshape(*x.shape),), saves="none", view=True)
+         lambda g, out, x, *, shape: (g.reshape(*x.shape),), saves="none", view=True,
+         unview=lambda base, new, *, shape: new.reshape(*base.shape))
 
 
 def _permute_infer(x: Any, *, perm: tuple[int, ...]) -> TensorType:
@@ -393,15 +397,16 @@ def _permute_infer(x: Any, *, perm: tuple[int, ...]) -> TensorType:
     return TensorType(tuple(x.shape[p] for p in perm), x.dtype)
 
 
-def _permute_vjp(g: Any, out: Any, x: Any, *, perm: tuple[int, ...]) -> tuple:
+def _inverse_permutation(perm: tuple[int, ...]) -> list[int]:
     inverse = [0] * len(perm)
     for i, p in enumerate(perm):
         inverse[p] = i
-    return (g.permute(*inverse),)
+    return inverse
 
 
-register("permute", MOVEMENT, _permute_infer, lambda x, *, perm: np.transpose(x, perm), _permute_vjp,
-         saves="none", view=True)
+register("permute", MOVEMENT, _permute_infer, lambda x, *, perm: np.transpose(x, perm),
+         lambda g, out, x, *, perm: (g.permute(*_inverse_permutation(perm)),), saves="none", view=True,
+         unview=lambda base, new, *, perm: new.permute(*_inverse_permutation(perm)))
 
 
 def _expand_infer(x: Any, *, shape: tuple[int, ...]) -> TensorType:
@@ -441,7 +446,7 @@ def _slice_vjp(g: Any, out: Any, x: Any, **bounds: tuple[int, ...]) -> tuple:
 
 
 register("slice", MOVEMENT, _slice_infer, lambda x, **bounds: x[_slice_index(**bounds)], _slice_vjp,
-         saves="none", view=True)
+         saves="none", view=True, unview=lambda base, new, **bounds: base.slice_scatter(new, **bounds))
 
 
 def _slice_scatter_infer(base: Any, src: Any, **bounds: tuple[int, ...]) -> TensorType:

@@ -1,0 +1,4 @@
+"""`python -m jitorch …` is the `jitorch` command."""
+from jitorch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,509 @@
+"""`jitorch.compile`: guards, the cache of compiled graphs, eager fallback with reasons, and the autograd
+node for compiled calls.
+
+The first call for a guard key runs the function eagerly while recording (and returns that result),
+then optimizes the graph and compiles it with the backend. Later calls with the same key run the
+compiled graph. A key whose trace cannot be replayed (a value read into Python, a host-side op, an
+in-place write through an unsupported view) runs eagerly from then on, with the reason kept for
+`explain()`. See the README's "compile() contract".
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import operator
+import os
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from jitorch import debug
+from jitorch.frontend import autograd
+from jitorch.frontend.pytree import flatten, unflatten
+from jitorch.frontend.tensor import Tensor
+from jitorch.frontend.tracing import Recorder
+from jitorch.ir.dtypes import DType
+
+_SIMPLE = (bool, int, float, str, type(None), tuple, DType)
+
+
+class CompileError(RuntimeError):
+    """Raised with fullgraph=True where the function cannot be compiled whole, and by check=True."""
+
+
+def _backends() -> dict[str, Callable]:
+    from jitorch.frontend import backends
+    return backends.BACKENDS
+
+
+def _compile_disabled() -> bool:
+    return os.environ.get("JITORCH_DISABLE_COMPILE", "") not in ("", "0")
+
+
+# ----------------------------------------------------------------------------------------------------
+# guard keys
+
+
+def _leaf_key(leaf: Any) -> Any:
+    if isinstance(leaf, Tensor):
+        return (leaf.shape, leaf.dtype, leaf._requires_grad, leaf._data is None)
+    try:
+        hash(leaf)
+    except TypeError:
+        return _Unhashable(type(leaf).__name__)
+    return (type(leaf), leaf)
+
+
+@dataclass(frozen=True)
+class _Unhashable:
+    type_name: str
+
+
+def _describe_change(paths: list[str], old: tuple, new: tuple) -> str:
+    """Name the first guard that differs between two keys ("argument 'x' dim 0 changed 8 → 9")."""
+    old_leaves, new_leaves = old[1], new[1]
+    if old[0] != new[0]:
+        return "the structure of the arguments changed"
+    if old[2] != new[2]:
+        return f"grad mode changed {old[2]} → {new[2]}"
+    for path, a, b in zip(paths, old_leaves, new_leaves):
+        if a == b:
+            continue
+        if isinstance(a, tuple) and len(a) == 4 and isinstance(b, tuple) and len(b) == 4 and isinstance(a[0], tuple):
+            if len(a[0]) != len(b[0]):
+                return f"argument '{path}' rank changed {len(a[0])} → {len(b[0])}"
+            for dim, (x, y) in enumerate(zip(a[0], b[0])):
+                if x != y:
+                    return f"argument '{path}' dim {dim} changed {x} → {y}"
+            if a[1] is not b[1]:
+                return f"argument '{path}' dtype changed {a[1].name} → {b[1].name}"
+            return f"argument '{path}' requires_grad changed {a[2]} → {b[2]}"
+        return f"argument '{path}' changed {a[1]!r} → {b[1]!r}" if isinstance(a, tuple) and isinstance(b, tuple) \
+            else f"argument '{path}' changed"
+    return "a module flag or lifted tensor changed"
+
+
+# ----------------------------------------------------------------------------------------------------
+# cache entries
+
+
+class _GradPack:
+    """Gradients for several outputs of one compiled call, merged as the autograd engine accumulates them."""
+
+    __slots__ = ("grads",)
+
+    def __init__(self, grads: dict[int, Tensor]) -> None:
+        self.grads = grads
+
+    def __add__(self, other: _GradPack) -> _GradPack:
+        merged = dict(self.grads)
+        for i, g in other.grads.items():
+            merged[i] = merged[i] + g if i in merged else g
+        return _GradPack(merged)
+
+
+@dataclass
+class _Entry:
+    """A compiled graph for one guard key, with the guards only known after tracing."""
+
+    arg_positions: list[int]  # flat leaf positions of tensor arguments, in graph input order
+    lifted: list[Tensor]
+    lifted_guards: list[tuple[Any, DType, bool]]
+    seeds: list[Any]  # generators, one per seed input
+    module_guards: list[tuple[Any, Callable, Any]]  # (module, attribute getter, expected values)
+    output_spec: Any
+    output_leaves: list[Any]  # per output leaf: ("tensor", graph output index) or ("const", value)
+    mutated: list[Tensor]  # written back from the graph outputs after the tensor outputs
+    run_forward: Callable[[list[np.ndarray]], list[np.ndarray]]
+    n_outputs: int  # tensor outputs of the graph (before mutations and saved values)
+    backward: Any = None  # (run_backward, differentiated) when the call records gradients
+    timings: dict[str, float] = field(default_factory=dict)
+    graphs: dict[str, Any] = field(default_factory=dict)
+
+    def guards_hold(self) -> bool:
+        for tensor, (shape, dtype, requires_grad) in zip(self.lifted, self.lifted_guards):
+            if tensor.shape != shape or tensor.dtype is not dtype or tensor._requires_grad != requires_grad:
+                return False
+        try:
+            for module, getter, expected in self.module_guards:
+                if getter(module.__dict__) != expected:
+                    return False
+        except KeyError:  # an attribute the trace saw is gone
+            return False
+        return True
+
+
+@dataclass
+class _Eager:
+    """A guard key whose trace cannot be replayed: runs the function eagerly."""
+
+    reasons: list[str]
+
+
+class CompiledFunction:
+    """What `jitorch.compile(fn)` returns: call it like `fn`."""
+
+    def __init__(self, fn: Callable, *, backend: str = "interpreter", fullgraph: bool = False, check: bool = False,
+                 recompile_limit: int = 8, module: Any = None) -> None:
+        if backend not in _backends() and backend != "eager":
+            raise ValueError(f"jitorch.compile: unknown backend {backend!r}; "
+                             f"choose from {sorted([*_backends(), 'eager'])}")
+        self.fn, self.backend, self.fullgraph, self.recompile_limit = fn, backend, fullgraph, recompile_limit
+        self.check = check or os.environ.get("JITORCH_CHECK", "") not in ("", "0")
+        self.module = module
+        self.name = getattr(fn, "__name__", type(fn).__name__)
+        self._cache: dict[tuple, list[Any]] = {}
+        self._lock = threading.RLock()
+        self._last_key: tuple | None = None
+        self._last_paths: list[str] = []
+        self._warned = False
+        self.fallback_reasons: list[str] = []
+        self.recompile_reasons: list[str] = []
+        self.stats = {"calls": 0, "hits": 0, "compiles": 0, "fallbacks": 0, "recompiles": 0}
+        try:
+            self._parameters = list(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            self._parameters = []
+        functools.update_wrapper(self, fn, updated=())
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        """Decorating a method compiles it per instance, with `self` bound."""
+        if instance is None:
+            return self
+        bound = instance.__dict__.get(f"__jitorch_compiled_{self.name}")
+        if bound is None:
+            bound = CompiledFunction(self.fn.__get__(instance, owner), backend=self.backend, fullgraph=self.fullgraph,
+                                     check=self.check, recompile_limit=self.recompile_limit,
+                                     module=instance if _is_module(instance) else None)
+            instance.__dict__[f"__jitorch_compiled_{self.name}"] = bound
+        return bound
+
+    # ---------------------------------------------------------------------------------------------
+    # calls
+
+    def _flatten(self, args: tuple, kwargs: dict) -> tuple[Any, list[Any], list[str]]:
+        leaves: list[Any] = []
+        paths: list[str] = []
+        specs = []
+        for i, arg in enumerate(args):
+            name = self._parameters[i] if i < len(self._parameters) and not self._parameters[i].startswith("*") \
+                else f"args[{i}]"
+            specs.append(flatten(arg, name, leaves, paths))
+        for key in kwargs:
+            specs.append(flatten(kwargs[key], key, leaves, paths))
+        return (len(args), tuple(kwargs), tuple(specs)), leaves, paths
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.stats["calls"] += 1
+        if self.backend == "eager" or _compile_disabled():
+            return self.fn(*args, **kwargs)
+        spec, leaves, paths = self._flatten(args, kwargs)
+        key = (spec, tuple(map(_leaf_key, leaves)), autograd._mode.enabled)
+        entries = self._cache.get(key)
+        if entries is not None:
+            for entry in entries:
+                if isinstance(entry, _Eager):
+                    return self.fn(*args, **kwargs)
+                if entry.guards_hold():
+                    self.stats["hits"] += 1
+                    return self._run_checked(entry, leaves, args, kwargs) if self.check else self._run(entry, leaves)
+        with self._lock:
+            return self._miss(key, spec, leaves, paths, args, kwargs)
+
+    def _miss(self, key: tuple, spec: Any, leaves: list[Any], paths: list[str], args: tuple, kwargs: dict) -> Any:
+        if any(isinstance(k, _Unhashable) for k in key[1]):
+            bad = next(p for p, k in zip(paths, key[1]) if isinstance(k, _Unhashable))
+            return self._fall_back(key, [f"argument '{bad}' is of an unhashable type and cannot be guarded"],
+                                   args, kwargs)
+        compiled = sum(1 for entries in self._cache.values() for e in entries if isinstance(e, _Entry))
+        if compiled >= self.recompile_limit:
+            change = _describe_change(paths, self._last_key, key) if self._last_key else "a guard changed"
+            if not self._warned:
+                warnings.warn(f"jitorch.compile: {self.name} hit the recompile limit ({self.recompile_limit}): "
+                              f"{change}; running eagerly from now on", stacklevel=3)
+                self._warned = True
+            self.recompile_reasons.append(change)
+            self.stats["fallbacks"] += 1
+            return self.fn(*args, **kwargs)
+        if self._last_key is not None:
+            self.stats["recompiles"] += 1
+            self.recompile_reasons.append(_describe_change(paths, self._last_key, key))
+        self._last_key = key
+        result, entry = self._trace_and_compile(spec, leaves, paths, args, kwargs)
+        self._cache.setdefault(key, []).append(entry)
+        if isinstance(entry, _Eager):
+            self.stats["fallbacks"] += 1
+            self.fallback_reasons.extend(entry.reasons)
+        return result
+
+    def _fall_back(self, key: tuple, reasons: list[str], args: tuple, kwargs: dict) -> Any:
+        if self.fullgraph:
+            raise CompileError(f"jitorch.compile(fullgraph=True): {self.name} cannot be compiled: {reasons[0]}")
+        self._cache.setdefault(key, []).append(_Eager(reasons))
+        self.fallback_reasons.extend(reasons)
+        self.stats["fallbacks"] += 1
+        return self.fn(*args, **kwargs)
+
+    # ---------------------------------------------------------------------------------------------
+    # tracing and compiling
+
+    def _trace_and_compile(self, spec: Any, leaves: list[Any], paths: list[str], args: tuple,
+                           kwargs: dict) -> tuple[Any, Any]:
+        recorder = Recorder(self.name)
+        if self.module is not None:
+            recorder.name_modules(self.module)
+        arg_positions = []
+        for position, (leaf, path) in enumerate(zip(leaves, paths)):
+            if isinstance(leaf, Tensor):
+                recorder.add_argument(leaf, _input_name(path))
+                arg_positions.append(position)
+        start = time.perf_counter()
+        with recorder:
+            result = self.fn(*args, **kwargs)
+        trace_seconds = time.perf_counter() - start
+        out_leaves: list[Any] = []
+        out_paths: list[str] = []
+        output_spec = flatten(result, "output", out_leaves, out_paths)
+        if recorder.reasons:
+            if self.fullgraph:
+                raise CompileError(f"jitorch.compile(fullgraph=True): {self.name} cannot be compiled: "
+                                   f"{recorder.reasons[0]}")
+            return result, _Eager(recorder.reasons)
+        builder = recorder.builder
+        output_values, output_leaves = [], []
+        for leaf in out_leaves:
+            if isinstance(leaf, Tensor):
+                output_leaves.append(("tensor", len(output_values)))
+                output_values.append(recorder.value_of(leaf))
+            else:
+                output_leaves.append(("const", leaf))
+        mutated = list(recorder.mutated.values())
+        builder.set_outputs(output_values + [recorder.values[id(t)] for t in mutated])
+        graph = builder.build()
+        timings = {"trace": trace_seconds}
+        entry = self._build_entry(graph, recorder, arg_positions, output_spec, output_leaves, out_leaves, mutated,
+                                  len(output_values), timings)
+        self.stats["compiles"] += 1
+        return result, entry
+
+    def _build_entry(self, graph: Any, recorder: Recorder, arg_positions: list[int], output_spec: Any,
+                     output_leaves: list[Any], out_tensors: list[Any], mutated: list[Tensor], n_outputs: int,
+                     timings: dict[str, float]) -> _Entry:
+        from jitorch.ir.printer import format_graph
+        from jitorch.passes import pipeline
+        from jitorch.passes.autodiff import differentiate
+
+        if debug.enabled("graph"):
+            debug.dump("graph", graph.name, "traced", format_graph(graph), timings["trace"])
+        graphs = {"traced": graph}
+        input_tensors = [t for t, _ in recorder.arguments] + [t for t, _ in recorder.lifted]
+        graph = pipeline.run_passes(graph, pipeline.before_autodiff(), timings)
+        wrt = [i for i, t in enumerate(input_tensors) if t._requires_grad] if autograd.is_grad_enabled() else []
+        tensor_outputs = [leaf for leaf in out_tensors if isinstance(leaf, Tensor)]
+        differentiated = [i for i, t in enumerate(tensor_outputs) if t._requires_grad and t.dtype.is_floating_point]
+        backend = _backends()[self.backend]
+        backward = None
+        if wrt and differentiated:
+            start = time.perf_counter()
+            split = differentiate(graph, wrt, differentiated)
+            timings["autodiff"] = time.perf_counter() - start
+            forward = pipeline.run_passes(split.forward, pipeline.after_autodiff(), timings)
+            backward_graph = pipeline.run_passes(split.backward, pipeline.after_autodiff(), timings)
+            if debug.enabled("autodiff"):
+                debug.dump("autodiff", graph.name, "forward", format_graph(forward))
+                debug.dump("autodiff", graph.name, "backward", format_graph(backward_graph))
+            graphs.update(forward=forward, backward=backward_graph)
+            run_forward = backend(forward, timings)
+            backward = (backend(backward_graph, timings), split, [input_tensors[i] for i in wrt])
+        else:
+            graph = pipeline.run_passes(graph, pipeline.after_autodiff(), timings)
+            graphs["optimized"] = graph
+            run_forward = backend(graph, timings)
+        lifted = [t for t, _ in recorder.lifted]
+        module_guards = [_module_guard(m) for m in recorder.modules]
+        return _Entry(arg_positions, lifted, [(t.shape, t.dtype, t._requires_grad) for t in lifted],
+                      [gen for _, gen in recorder.seeds], module_guards, output_spec, output_leaves, mutated,
+                      run_forward, n_outputs, backward, timings, graphs)
+
+    # ---------------------------------------------------------------------------------------------
+    # running an entry
+
+    def _run(self, entry: _Entry, leaves: list[Any]) -> Any:
+        inputs = [leaves[i]._data for i in entry.arg_positions]
+        inputs += [t._data for t in entry.lifted]
+        inputs += [np.array(gen.next_seed(), dtype=np.int64) for gen in entry.seeds]
+        results = entry.run_forward(inputs)
+        n, n_mutated = entry.n_outputs, len(entry.mutated)
+        for tensor, value in zip(entry.mutated, results[n:n + n_mutated]):
+            np.copyto(tensor._data, value)
+            tensor._version.value += 1
+        outputs = [Tensor._wrap(results[i], None) for i in range(n)]
+        if entry.backward is not None:
+            self._attach_backward(entry, outputs, inputs, results[n + n_mutated:])
+        return unflatten(entry.output_spec, iter(
+            outputs[ref] if kind == "tensor" else ref for kind, ref in entry.output_leaves))
+
+    def _attach_backward(self, entry: _Entry, outputs: list[Tensor], inputs: list[np.ndarray],
+                         saved: list[np.ndarray]) -> None:
+        run_backward, split, wrt_tensors = entry.backward
+        saved_arrays = [inputs[i] for i in split.saved_inputs] + list(saved)
+        shapes = [(outputs[i].shape, outputs[i].dtype) for i in split.differentiated]
+
+        def backward(pack: Any) -> list[Tensor]:
+            if autograd.is_grad_enabled():
+                raise RuntimeError("jitorch.compile: double backward (create_graph=True) through a compiled "
+                                   "function is not supported; compile with backend='eager' for this")
+            grads = pack.grads if isinstance(pack, _GradPack) else {0: pack}
+            arrays = []
+            for k, (shape, dtype) in enumerate(shapes):
+                g = grads.get(k)
+                arrays.append(np.zeros(shape, dtype.numpy) if g is None else np.require(g._data, requirements="C"))
+            return [Tensor._wrap(a, None) for a in run_backward(saved_arrays + arrays)]
+
+        edges = [autograd.edge(t) for t in wrt_tensors]
+        node = autograd.FunctionNode("CompiledFunctionBackward", backward, edges)
+        if len(split.differentiated) == 1:
+            out = outputs[split.differentiated[0]]
+            out._grad_fn, out._requires_grad = node, True
+            return
+        for k, i in enumerate(split.differentiated):
+            selector = autograd.FunctionNode("CompiledFunctionBackward", lambda g, _k=k: [_GradPack({_k: g})],
+                                             [node])
+            outputs[i]._grad_fn, outputs[i]._requires_grad = selector, True
+
+    def _run_checked(self, entry: _Entry, leaves: list[Any], args: tuple, kwargs: dict) -> Any:
+        """check=True: run compiled and eager from the same state and compare everything they produce."""
+        from jitorch.frontend.random import default_generator
+        states = [(gen, gen.get_state()) for gen in {id(g): g for g in [*entry.seeds, default_generator]}.values()]
+        before = [t._data.copy() for t in entry.mutated]
+        compiled = self._run(entry, leaves)
+        after = [t._data.copy() for t in entry.mutated]
+        for tensor, data in zip(entry.mutated, before):
+            np.copyto(tensor._data, data)
+        for gen, state in states:
+            gen.set_state(state)
+        expected = self.fn(*args, **kwargs)
+        got_leaves, want_leaves = [], []
+        flatten(compiled, "output", got_leaves, [])
+        paths: list[str] = []
+        flatten(expected, "output", want_leaves, paths)
+        pairs = list(zip(paths, got_leaves, want_leaves)) + [
+            (f"mutated input {i}", a, t._data) for i, (a, t) in enumerate(zip(after, entry.mutated))]
+        for path, got, want in pairs:
+            got_arr = got._data if isinstance(got, Tensor) else got
+            want_arr = want._data if isinstance(want, Tensor) else want
+            if isinstance(got_arr, np.ndarray) and not np.allclose(got_arr, want_arr, rtol=1e-4, atol=1e-5,
+                                                                   equal_nan=True):
+                worst = float(np.max(np.abs(got_arr.astype(np.float64) - want_arr)))
+                raise CompileError(f"jitorch.compile(check=True): {self.name} {path} differs from eager "
+                                   f"(max abs difference {worst:.3g})")
+        return compiled
+
+    # ---------------------------------------------------------------------------------------------
+    # introspection
+
+    def entries(self) -> list[Any]:
+        return [e for entries in self._cache.values() for e in entries]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            self._last_key = None
+            self._warned = False
+
+
+def _input_name(path: str) -> str:
+    return path.replace("[", ".").replace("]", "").replace("'", "")
+
+
+def _is_module(obj: Any) -> bool:
+    nn = __import__("sys").modules.get("jitorch.nn")
+    return nn is not None and isinstance(obj, nn.Module)
+
+
+def _module_guard(module: Any) -> tuple[Any, Callable, Any]:
+    """Guard a module's plain (non-tensor, non-module) attributes: `training`, a `scale` float, flags."""
+    keys = sorted(k for k, v in module.__dict__.items() if isinstance(v, _SIMPLE) and not k.startswith("__jitorch"))
+    getter = operator.itemgetter(*keys) if keys else (lambda d: ())
+    return module, getter, getter(module.__dict__)
+
+
+_registry: list[Any] = []  # weak references to every compiled function, for compiler.reset()
+
+
+def compile(fn: Callable | None = None, *, backend: str | None = None, fullgraph: bool = False,  # noqa: A001
+            check: bool = False, recompile_limit: int = 8, **options: Any) -> Any:
+    """Compile a function, a method or a module's forward. Works as `@compile`, `@compile(...)`,
+    `compile(fn)` and `compile(module)`."""
+    import weakref
+
+    if fn is None:
+        return lambda f: compile(f, backend=backend, fullgraph=fullgraph, check=check, recompile_limit=recompile_limit)
+    chosen = backend or os.environ.get("JITORCH_BACKEND") or default_backend()
+    if _is_module(fn):
+        module = fn
+        compiled = CompiledFunction(module.__call__, backend=chosen, fullgraph=fullgraph, check=check,
+                                    recompile_limit=recompile_limit, module=module)
+        compiled.name = type(module).__name__
+        _registry.append(weakref.ref(compiled))
+        return _CompiledModule(module, compiled)
+    compiled = CompiledFunction(fn, backend=chosen, fullgraph=fullgraph, check=check, recompile_limit=recompile_limit)
+    _registry.append(weakref.ref(compiled))
+    return compiled
+
+
+def default_backend() -> str:
+    return "llvm" if "llvm" in _backends() else "interpreter"
+
+
+class _CompiledModule:
+    """`compile(model)`: calls go through the compiled forward; everything else reaches the module."""
+
+    def __init__(self, module: Any, compiled: CompiledFunction) -> None:
+        object.__setattr__(self, "_orig_mod", module)
+        object.__setattr__(self, "_compiled", compiled)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._compiled(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._orig_mod, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._orig_mod, name, value)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self._compiled.stats
+
+    def __repr__(self) -> str:
+        return f"Compiled{self._orig_mod!r}"
+
+
+def reset() -> None:
+    """Forget every compiled graph, releasing compiled code."""
+    for ref in _registry:
+        compiled = ref()
+        if compiled is not None:
+            compiled.reset()
+    _registry.clear()
+
+
+def explain(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Compile `fn` afresh for these arguments and report what happened (graphs, ops, fallbacks, timings)."""
+    from jitorch.frontend.explain import Explanation
+
+    if isinstance(fn, _CompiledModule):
+        fn = fn._compiled
+    if isinstance(fn, CompiledFunction):
+        fresh = CompiledFunction(fn.fn, backend=fn.backend, module=fn.module)
+    elif _is_module(fn):
+        fresh = CompiledFunction(fn.__call__, backend=default_backend(), module=fn)
+    else:
+        fresh = CompiledFunction(fn, backend=default_backend())
+    fresh(*args, **kwargs)
+    return Explanation(fresh)

@@ -1,0 +1,1 @@
+"""Graph passes: pure Graph -> Graph functions, verified after each (see pipeline.py)."""

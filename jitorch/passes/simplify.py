@@ -1,0 +1,114 @@
+"""Constant folding and IEEE-safe algebraic simplification, as peephole rules.
+
+Guarantees: every rewrite gives bit-identical results for every input, including -0.0, inf and nan:
+so `x - 0.0 -> x`, `x * 1.0 -> x`, `x / 1.0 -> x`, but never `x + 0.0 -> x` (-0.0 + 0.0 is +0.0) nor
+`x * 0 -> 0` (inf * 0 is nan). Constant folding evaluates ops on uniform (`full`) operands with the
+registry's own numpy implementation. `detach` (a gradient barrier) is removed only with
+`after_autodiff=True`, once gradients have been taken.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from jitorch.ir.graph import Graph, GraphBuilder, Node, Value, replay
+from jitorch.ir.ops import ELEMENTWISE, OPS
+from jitorch.ir.types import Literal
+
+Rule = Callable[[GraphBuilder, Node, list], Any]
+
+
+def _producer(value: Any) -> Node | None:
+    return None if isinstance(value, Literal) else value.producer
+
+
+def _is_literal(value: Any, number: float) -> bool:
+    return isinstance(value, Literal) and value.value == number and not (
+        value.dtype.is_floating_point and number == 0 and np.signbit(value.value))
+
+
+def _uniform(value: Any) -> Any:
+    """The single value of a literal or a `full` node's output, else None."""
+    if isinstance(value, Literal):
+        return value.numpy_value()
+    node = _producer(value)
+    if node is not None and node.op == "full":
+        return node.output.dtype.numpy.type(node.attrs["value"])
+    return None
+
+
+_MOVES = ("reshape", "expand", "permute", "slice", "flip")
+
+
+def _fold(builder: GraphBuilder, node: Node, inputs: list) -> Any:
+    """An op on uniform operands is a uniform constant: a `full` node."""
+    op = OPS[node.op]
+    if not inputs or not (node.op in _MOVES or op.kind == ELEMENTWISE):
+        return None
+    values = [_uniform(v) for v in inputs]
+    if any(v is None for v in values):
+        return None
+    folded = values[0] if node.op in _MOVES else op.eager(*map(np.asarray, values), **node.attrs)
+    dtype = node.output.dtype
+    return builder.emit("full", shape=tuple(node.output.shape), value=np.asarray(folded).astype(dtype.numpy).item(),
+                        dtype=dtype)
+
+
+def _identity(builder: GraphBuilder, node: Node, inputs: list) -> Any:
+    attrs, first = node.attrs, inputs[0] if inputs else None
+    same_type = first is not None and not isinstance(first, Literal) and first.type == node.output.type
+    if node.op in ("reshape", "expand", "cast") and same_type:
+        return first
+    if node.op == "permute" and attrs["perm"] == tuple(range(len(attrs["perm"]))):
+        return first
+    if node.op == "slice" and same_type and all(s == 1 for s in attrs["steps"]):
+        return first
+    if node.op in ("sub", "add") and len(inputs) == 2:
+        a, b = inputs
+        if node.op == "sub" and _is_literal(b, 0):
+            return a
+        if node.op == "add" and node.output.dtype.is_integer and (_is_literal(b, 0) or _is_literal(a, 0)):
+            return b if _is_literal(a, 0) else a
+    if node.op == "mul":
+        a, b = inputs
+        if _is_literal(b, 1):
+            return a
+        if _is_literal(a, 1):
+            return b
+    if node.op in ("div", "pow") and _is_literal(inputs[1], 1):
+        return first
+    return None
+
+
+def _combine(builder: GraphBuilder, node: Node, inputs: list) -> Any:
+    inner = _producer(inputs[0]) if inputs else None
+    if inner is None:
+        return None
+    if node.op == "reshape" and inner.op == "reshape":
+        return builder.emit("reshape", inner.inputs[0], **node.attrs)
+    if node.op == "permute" and inner.op == "permute":
+        outer_perm, inner_perm = node.attrs["perm"], inner.attrs["perm"]
+        return builder.emit("permute", inner.inputs[0], perm=tuple(inner_perm[p] for p in outer_perm))
+    if node.op == "neg" and inner.op == "neg":
+        return inner.inputs[0]
+    if node.op == "pow" and isinstance(inputs[1], Literal) and inputs[1].value == 2:
+        return builder.emit("mul", inputs[0], inputs[0])
+    return None
+
+
+RULES: tuple[Rule, ...] = (_fold, _identity, _combine)
+
+
+def simplify(graph: Graph, *, after_autodiff: bool = False) -> Graph:
+    def rewrite(builder: GraphBuilder, node: Node, inputs: list) -> Value | None:
+        if after_autodiff and node.op == "detach":
+            return inputs[0]
+        builder.scope, builder.location = node.scope, node.location
+        for rule in RULES:
+            found = rule(builder, node, inputs)
+            if found is not None:
+                return found
+        return None
+
+    return replay(graph, rewrite)
