@@ -11,6 +11,7 @@ active recorder each hook is one attribute test.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -128,7 +129,7 @@ class Recorder:
     # values
 
     def add_argument(self, tensor: Any, name: str) -> Value:
-        value = self.builder.add_input(name, TensorType(tuple(tensor.shape), tensor.dtype))
+        value = self.builder.add_input(self._unique(name), TensorType(tuple(tensor.shape), tensor.dtype))
         self._bind(tensor, value)
         self.arguments.append((tensor, value))
         return value
@@ -138,7 +139,11 @@ class Recorder:
         self.keep.append(tensor)
 
     def _unique(self, name: str) -> str:
-        taken = {v.name for v in self.builder.inputs}
+        """A valid, unused input name: unprintable characters become `_`, numbers get a prefix."""
+        name = re.sub(r'[\s,()\[\]{}=:%#"]', "_", name) or "input"
+        if name.isdigit():
+            name = f"p{name}"
+        taken = {v.name for v in self.builder.inputs} | {n.output.name for n in self.builder.nodes}
         if name not in taken:
             return name
         i = 1

@@ -247,6 +247,9 @@ def _pow_vjp(g: Any, out: Any, a: Any, b: Any) -> tuple:
     if isinstance(b, (int, float)):
         grad_a = g.full_like(0.0) if b == 0 else g * (a ** (b - 1)) * b
         return grad_a, None
+    if isinstance(a, (int, float)):
+        # d/db a^b = a^b log a for a scalar base; 0 where a == 0, as for tensor bases
+        return None, (g.full_like(0.0) if a == 0 else g * out * (math.log(a) if a > 0 else math.nan))
     grad_a = (b == 0).if_else(0.0, g * b * a ** (b - 1.0))
     # d/db a^b = a^b log a, taken as 0 where a == 0 and b >= 0
     grad_b = ((a == 0) & (b >= 0)).if_else(0.0, g * out * a.log())

@@ -61,5 +61,8 @@ class Literal:
 
 
 def describe(types: list[TensorType | Literal] | tuple[TensorType | Literal, ...]) -> str:
-    """`f32[3,4], f32[5,2]`: how an op's operand types are named in error messages."""
-    return ", ".join(str(t.type if isinstance(t, Literal) else t) for t in types)
+    """`f32[3,4], f32[5,2]`: how an op's operand types are named in error messages.
+
+    Operands may be TensorTypes, Literals, tensors or IR values: only their shape and dtype are shown.
+    """
+    return ", ".join(str(TensorType(tuple(t.shape), t.dtype)) for t in types)

@@ -818,7 +818,7 @@ class OpVocabulary:
             if squeeze_cols:
                 shape.pop(-1)
             if squeeze_rows:
-                shape.pop(-2 if squeeze_cols else -2)
+                shape.pop(-1 if squeeze_cols else -2)
             out = out.reshape(*shape)
         return out
 
