@@ -16,6 +16,7 @@ import os
 import threading
 import time
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -51,6 +52,12 @@ def _compile_disabled() -> bool:
 def _leaf_key(leaf: Any) -> Any:
     if isinstance(leaf, Tensor):
         return (leaf.shape, leaf.dtype, leaf._requires_grad, leaf._data is None)
+    if type(leaf) is float:
+        # by bits: -0.0 == 0.0 would reuse a graph with the other zero baked in, and nan != nan never hits
+        return (float, leaf.hex())
+    if type(leaf) is slice:  # unhashable before Python 3.12: `f(x, slice(1, 3))` would always run eagerly
+        leaf = (leaf.start, leaf.stop, leaf.step)
+        return (slice, leaf) if all(type(v) in (int, type(None)) for v in leaf) else _Unhashable("slice")
     try:
         hash(leaf)
     except TypeError:
@@ -82,9 +89,15 @@ def _describe_change(paths: list[str], old: tuple, new: tuple) -> str:
             if a[1] is not b[1]:
                 return f"argument '{path}' dtype changed {a[1].name} → {b[1].name}"
             return f"argument '{path}' requires_grad changed {a[2]} → {b[2]}"
-        return f"argument '{path}' changed {a[1]!r} → {b[1]!r}" if isinstance(a, tuple) and isinstance(b, tuple) \
-            else f"argument '{path}' changed"
+        if isinstance(a, tuple) and isinstance(b, tuple):
+            return f"argument '{path}' changed {_plain(a)!r} → {_plain(b)!r}"
+        return f"argument '{path}' changed"
     return "a module flag or lifted tensor changed"
+
+
+def _plain(key: tuple) -> Any:
+    """The argument value a non-tensor leaf key stands for."""
+    return float.fromhex(key[1]) if key[0] is float else key[1]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -111,30 +124,45 @@ class _Entry:
     """A compiled graph for one guard key, with the guards only known after tracing."""
 
     arg_positions: list[int]  # flat leaf positions of tensor arguments, in graph input order
-    lifted: list[Tensor]
+    aliases: list[tuple[int, int]]  # leaf positions the trace saw holding one tensor: they must still do
+    lifted: list[Tensor]  # tensors reached that are not arguments, as traced
+    lifted_sources: list[tuple[Any, str] | None]  # (module, name) of parameters and buffers, re-read per call
     lifted_guards: list[tuple[Any, DType, bool]]
     seeds: list[Any]  # generators, one per seed input
     module_guards: list[tuple[Any, Callable, Any]]  # (module, attribute getter, expected values)
     output_spec: Any
     output_leaves: list[Any]  # per output leaf: ("tensor", graph output index) or ("const", value)
-    mutated: list[Tensor]  # written back from the graph outputs after the tensor outputs
+    mutated: list[int]  # input tensors written in place, written back from the outputs after the tensor outputs
     run_forward: Callable[[list[np.ndarray]], list[np.ndarray]]
     n_outputs: int  # tensor outputs of the graph (before mutations and saved values)
-    backward: Any = None  # (run_backward, differentiated) when the call records gradients
+    backward: Any = None  # (run_backward, Differentiated) when the call records gradients
+    symbolic: bool = False  # traced on symbolic tensors: later calls propagate shapes eagerly
     timings: dict[str, float] = field(default_factory=dict)
     graphs: dict[str, Any] = field(default_factory=dict)
 
-    def guards_hold(self) -> bool:
-        for tensor, (shape, dtype, requires_grad) in zip(self.lifted, self.lifted_guards):
+    def inputs(self, leaves: list[Any]) -> list[Tensor] | None:
+        """The tensors this call feeds the graph's tensor inputs (arguments, then lifted tensors as they
+        are now), or None when a guard fails."""
+        for first, second in self.aliases:
+            if leaves[first] is not leaves[second]:
+                return None
+        tensors = [leaves[i] for i in self.arg_positions]
+        for tensor, source, (shape, dtype, requires_grad) in zip(self.lifted, self.lifted_sources,
+                                                                 self.lifted_guards):
+            if source is not None:  # `model.weight = Parameter(...)` replaces what the trace read
+                tensor = getattr(source[0], source[1], None)
+                if not isinstance(tensor, Tensor):
+                    return None
             if tensor.shape != shape or tensor.dtype is not dtype or tensor._requires_grad != requires_grad:
-                return False
+                return None
+            tensors.append(tensor)
         try:
             for module, getter, expected in self.module_guards:
                 if getter(module.__dict__) != expected:
-                    return False
+                    return None
         except KeyError:  # an attribute the trace saw is gone
-            return False
-        return True
+            return None
+        return tensors
 
 
 @dataclass
@@ -164,11 +192,9 @@ class CompiledFunction:
         self.fallback_reasons: list[str] = []
         self.recompile_reasons: list[str] = []
         self.stats = {"calls": 0, "hits": 0, "compiles": 0, "fallbacks": 0, "recompiles": 0}
-        try:
-            self._parameters = list(inspect.signature(fn).parameters)
-        except (TypeError, ValueError):
-            self._parameters = []
+        self._parameters = _positional_names(fn)
         functools.update_wrapper(self, fn, updated=())
+        _registry.append(weakref.ref(self))  # every one, including those bound per instance by __get__
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         """Decorating a method compiles it per instance, with `self` bound."""
@@ -190,8 +216,7 @@ class CompiledFunction:
         paths: list[str] = []
         specs = []
         for i, arg in enumerate(args):
-            name = self._parameters[i] if i < len(self._parameters) and not self._parameters[i].startswith("*") \
-                else f"args[{i}]"
+            name = self._parameters[i] if i < len(self._parameters) else f"args[{i}]"
             specs.append(flatten(arg, name, leaves, paths))
         for key in kwargs:
             specs.append(flatten(kwargs[key], key, leaves, paths))
@@ -208,9 +233,12 @@ class CompiledFunction:
             for entry in entries:
                 if isinstance(entry, _Eager):
                     return self.fn(*args, **kwargs)
-                if entry.guards_hold():
+                tensors = entry.inputs(leaves)
+                if tensors is not None:
                     self.stats["hits"] += 1
-                    return self._run_checked(entry, leaves, args, kwargs) if self.check else self._run(entry, leaves)
+                    if entry.symbolic:  # no data to run a graph on: shapes propagate eagerly, recording nothing
+                        return self.fn(*args, **kwargs)
+                    return self._run_checked(entry, tensors, args, kwargs) if self.check else self._run(entry, tensors)
         with self._lock:
             return self._miss(key, spec, leaves, paths, args, kwargs)
 
@@ -221,19 +249,20 @@ class CompiledFunction:
                                    args, kwargs)
         compiled = sum(1 for entries in self._cache.values() for e in entries if isinstance(e, _Entry))
         if compiled >= self.recompile_limit:
-            change = _describe_change(paths, self._last_key, key) if self._last_key else "a guard changed"
-            if not self._warned:
+            if not self._warned:  # once: a loop over ever new shapes must not grow a list per call
+                change = _describe_change(paths, self._last_key, key) if self._last_key else "a guard changed"
                 warnings.warn(f"jitorch.compile: {self.name} hit the recompile limit ({self.recompile_limit}): "
                               f"{change}; running eagerly from now on", stacklevel=3)
                 self._warned = True
-            self.recompile_reasons.append(change)
+                self.recompile_reasons.append(change)
             self.stats["fallbacks"] += 1
             return self.fn(*args, **kwargs)
-        if self._last_key is not None:
-            self.stats["recompiles"] += 1
-            self.recompile_reasons.append(_describe_change(paths, self._last_key, key))
-        self._last_key = key
+        change = _describe_change(paths, self._last_key, key) if self._last_key is not None else None
         result, entry = self._trace_and_compile(spec, leaves, paths, args, kwargs)
+        if change is not None:  # counted once the trace succeeded: bad input raises and compiles nothing
+            self.stats["recompiles"] += 1
+            self.recompile_reasons.append(change)
+        self._last_key = key
         self._cache.setdefault(key, []).append(entry)
         if isinstance(entry, _Eager):
             self.stats["fallbacks"] += 1
@@ -256,11 +285,16 @@ class CompiledFunction:
         recorder = Recorder(self.name)
         if self.module is not None:
             recorder.name_modules(self.module)
-        arg_positions = []
+            # guard the root's flags even when its __call__ began before the trace (a compiled `forward`)
+            recorder.modules.append(self.module)
+        arg_positions, aliases, first_position = [], [], {}
         for position, (leaf, path) in enumerate(zip(leaves, paths)):
             if isinstance(leaf, Tensor):
                 recorder.add_argument(leaf, _input_name(path))
                 arg_positions.append(position)
+                if id(leaf) in first_position:  # f(t, t): the graph reads both through one input
+                    aliases.append((first_position[id(leaf)], position))
+                first_position.setdefault(id(leaf), position)
         start = time.perf_counter()
         with recorder:
             result = self.fn(*args, **kwargs)
@@ -283,16 +317,19 @@ class CompiledFunction:
                 output_leaves.append(("const", leaf))
         mutated = list(recorder.mutated.values())
         builder.set_outputs(output_values + [recorder.values[id(t)] for t in mutated])
+        # the calling convention: arguments, then lifted tensors, then random seeds (creation order interleaves them)
+        builder.inputs[:] = ([v for _, v in recorder.arguments] + [v for _, v in recorder.lifted]
+                             + [v for v, _ in recorder.seeds])
         graph = builder.build()
         timings = {"trace": trace_seconds}
-        entry = self._build_entry(graph, recorder, arg_positions, output_spec, output_leaves, out_leaves, mutated,
-                                  len(output_values), timings)
+        entry = self._build_entry(graph, recorder, arg_positions, aliases, output_spec, output_leaves, out_leaves,
+                                  mutated, len(output_values), timings)
         self.stats["compiles"] += 1
         return result, entry
 
-    def _build_entry(self, graph: Any, recorder: Recorder, arg_positions: list[int], output_spec: Any,
-                     output_leaves: list[Any], out_tensors: list[Any], mutated: list[Tensor], n_outputs: int,
-                     timings: dict[str, float]) -> _Entry:
+    def _build_entry(self, graph: Any, recorder: Recorder, arg_positions: list[int], aliases: list[tuple[int, int]],
+                     output_spec: Any, output_leaves: list[Any], out_tensors: list[Any], mutated: list[Tensor],
+                     n_outputs: int, timings: dict[str, float]) -> _Entry:
         from jitorch.ir.printer import format_graph
         from jitorch.passes import pipeline
         from jitorch.passes.autodiff import differentiate
@@ -314,43 +351,48 @@ class CompiledFunction:
             forward = pipeline.run_passes(split.forward, pipeline.after_autodiff(), timings)
             backward_graph = pipeline.run_passes(split.backward, pipeline.after_autodiff(), timings)
             if debug.enabled("autodiff"):
-                debug.dump("autodiff", graph.name, "forward", format_graph(forward))
-                debug.dump("autodiff", graph.name, "backward", format_graph(backward_graph))
+                debug.dump("autodiff", graph.name, "forward", format_graph(forward), timings["autodiff"])
+                debug.dump("autodiff", graph.name, "backward", format_graph(backward_graph), timings["autodiff"])
             graphs.update(forward=forward, backward=backward_graph)
             run_forward = backend(forward, timings)
-            backward = (backend(backward_graph, timings), split, [input_tensors[i] for i in wrt])
+            backward = (backend(backward_graph, timings), split)
         else:
             graph = pipeline.run_passes(graph, pipeline.after_autodiff(), timings)
             graphs["optimized"] = graph
             run_forward = backend(graph, timings)
         lifted = [t for t, _ in recorder.lifted]
         module_guards = [_module_guard(m) for m in recorder.modules]
-        return _Entry(arg_positions, lifted, [(t.shape, t.dtype, t._requires_grad) for t in lifted],
-                      [gen for _, gen in recorder.seeds], module_guards, output_spec, output_leaves, mutated,
-                      run_forward, n_outputs, backward, timings, graphs)
+        # written-back tensors by input index: this call's arguments, not the traced ones, get the writes
+        mutated_inputs = [next(i for i, t in enumerate(input_tensors) if t is root) for root in mutated]
+        return _Entry(arg_positions, aliases, lifted, [recorder.sources.get(id(t)) for t in lifted],
+                      [(t.shape, t.dtype, t._requires_grad) for t in lifted], [gen for _, gen in recorder.seeds],
+                      module_guards, output_spec, output_leaves, mutated_inputs, run_forward, n_outputs, backward,
+                      any(t._data is None for t in input_tensors), timings, graphs)
 
     # ---------------------------------------------------------------------------------------------
     # running an entry
 
-    def _run(self, entry: _Entry, leaves: list[Any]) -> Any:
-        inputs = [leaves[i]._data for i in entry.arg_positions]
-        inputs += [t._data for t in entry.lifted]
+    def _run(self, entry: _Entry, tensors: list[Tensor]) -> Any:
+        inputs = [t._data for t in tensors]
         inputs += [np.array(gen.next_seed(), dtype=np.int64) for gen in entry.seeds]
         results = entry.run_forward(inputs)
         n, n_mutated = entry.n_outputs, len(entry.mutated)
-        for tensor, value in zip(entry.mutated, results[n:n + n_mutated]):
-            np.copyto(tensor._data, value)
-            tensor._version.value += 1
+        if entry.backward is not None:
+            # backward needs inputs as they were, not as the write-back below leaves them
+            saved_inputs = [inputs[i].copy() if i in entry.mutated else inputs[i]
+                            for i in entry.backward[1].saved_inputs]
+        for i, value in zip(entry.mutated, results[n:n + n_mutated]):
+            np.copyto(tensors[i]._data, value)
+            tensors[i]._version.value += 1
         outputs = [Tensor._wrap(results[i], None) for i in range(n)]
         if entry.backward is not None:
-            self._attach_backward(entry, outputs, inputs, results[n + n_mutated:])
+            self._attach_backward(entry, outputs, tensors, saved_inputs + results[n + n_mutated:])
         return unflatten(entry.output_spec, iter(
             outputs[ref] if kind == "tensor" else ref for kind, ref in entry.output_leaves))
 
-    def _attach_backward(self, entry: _Entry, outputs: list[Tensor], inputs: list[np.ndarray],
-                         saved: list[np.ndarray]) -> None:
-        run_backward, split, wrt_tensors = entry.backward
-        saved_arrays = [inputs[i] for i in split.saved_inputs] + list(saved)
+    def _attach_backward(self, entry: _Entry, outputs: list[Tensor], tensors: list[Tensor],
+                         saved_arrays: list[np.ndarray]) -> None:
+        run_backward, split = entry.backward
         shapes = [(outputs[i].shape, outputs[i].dtype) for i in split.differentiated]
 
         def backward(pack: Any) -> list[Tensor]:
@@ -364,7 +406,7 @@ class CompiledFunction:
                 arrays.append(np.zeros(shape, dtype.numpy) if g is None else np.require(g._data, requirements="C"))
             return [Tensor._wrap(a, None) for a in run_backward(saved_arrays + arrays)]
 
-        edges = [autograd.edge(t) for t in wrt_tensors]
+        edges = [autograd.edge(tensors[i]) for i in split.wrt]
         node = autograd.FunctionNode("CompiledFunctionBackward", backward, edges)
         if len(split.differentiated) == 1:
             out = outputs[split.differentiated[0]]
@@ -375,14 +417,15 @@ class CompiledFunction:
                                              [node])
             outputs[i]._grad_fn, outputs[i]._requires_grad = selector, True
 
-    def _run_checked(self, entry: _Entry, leaves: list[Any], args: tuple, kwargs: dict) -> Any:
+    def _run_checked(self, entry: _Entry, tensors: list[Tensor], args: tuple, kwargs: dict) -> Any:
         """check=True: run compiled and eager from the same state and compare everything they produce."""
         from jitorch.frontend.random import default_generator
         states = [(gen, gen.get_state()) for gen in {id(g): g for g in [*entry.seeds, default_generator]}.values()]
-        before = [t._data.copy() for t in entry.mutated]
-        compiled = self._run(entry, leaves)
-        after = [t._data.copy() for t in entry.mutated]
-        for tensor, data in zip(entry.mutated, before):
+        mutated = [tensors[i] for i in entry.mutated]
+        before = [t._data.copy() for t in mutated]
+        compiled = self._run(entry, tensors)
+        after = [t._data.copy() for t in mutated]
+        for tensor, data in zip(mutated, before):
             np.copyto(tensor._data, data)
         for gen, state in states:
             gen.set_state(state)
@@ -392,7 +435,7 @@ class CompiledFunction:
         paths: list[str] = []
         flatten(expected, "output", want_leaves, paths)
         pairs = list(zip(paths, got_leaves, want_leaves)) + [
-            (f"mutated input {i}", a, t._data) for i, (a, t) in enumerate(zip(after, entry.mutated))]
+            (f"mutated input {i}", a, t._data) for i, (a, t) in enumerate(zip(after, mutated))]
         for path, got, want in pairs:
             got_arr = got._data if isinstance(got, Tensor) else got
             want_arr = want._data if isinstance(want, Tensor) else want
@@ -416,13 +459,31 @@ class CompiledFunction:
             self._warned = False
 
 
+def _positional_names(fn: Callable) -> list[str]:
+    """Names of `fn`'s positional parameters before any `*args`: how guard messages and graph inputs
+    name positional arguments."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    names = []
+    for parameter in parameters:
+        if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            break
+        names.append(parameter.name)
+    return names
+
+
 def _input_name(path: str) -> str:
     return path.replace("[", ".").replace("]", "").replace("'", "")
 
 
 def _is_module(obj: Any) -> bool:
-    nn = __import__("sys").modules.get("jitorch.nn")
-    return nn is not None and isinstance(obj, nn.Module)
+    # where Module is defined (as tracing._module_observers does): `jitorch.nn` itself may be loaded
+    # without it, e.g. as a bare namespace while only its submodules are imported
+    modules = __import__("sys").modules.get("jitorch.nn.modules")
+    module_class = getattr(modules, "Module", None)
+    return module_class is not None and isinstance(obj, module_class)
 
 
 def _module_guard(module: Any) -> tuple[Any, Callable, Any]:
@@ -439,8 +500,6 @@ def compile(fn: Callable | None = None, *, backend: str | None = None, fullgraph
             check: bool = False, recompile_limit: int = 8, **options: Any) -> Any:
     """Compile a function, a method or a module's forward. Works as `@compile`, `@compile(...)`,
     `compile(fn)` and `compile(module)`."""
-    import weakref
-
     if fn is None:
         return lambda f: compile(f, backend=backend, fullgraph=fullgraph, check=check, recompile_limit=recompile_limit)
     chosen = backend or os.environ.get("JITORCH_BACKEND") or default_backend()
@@ -449,11 +508,9 @@ def compile(fn: Callable | None = None, *, backend: str | None = None, fullgraph
         compiled = CompiledFunction(module.__call__, backend=chosen, fullgraph=fullgraph, check=check,
                                     recompile_limit=recompile_limit, module=module)
         compiled.name = type(module).__name__
-        _registry.append(weakref.ref(compiled))
+        compiled._parameters = _positional_names(module.forward)  # not __call__'s (*args, **kwargs)
         return _CompiledModule(module, compiled)
-    compiled = CompiledFunction(fn, backend=chosen, fullgraph=fullgraph, check=check, recompile_limit=recompile_limit)
-    _registry.append(weakref.ref(compiled))
-    return compiled
+    return CompiledFunction(fn, backend=chosen, fullgraph=fullgraph, check=check, recompile_limit=recompile_limit)
 
 
 def default_backend() -> str:
@@ -485,12 +542,13 @@ class _CompiledModule:
 
 
 def reset() -> None:
-    """Forget every compiled graph, releasing compiled code."""
+    """Forget every compiled graph, releasing compiled code. The compiled functions stay usable (and
+    registered, so a later reset() reaches them again): their next call compiles afresh."""
+    _registry[:] = [ref for ref in _registry if ref() is not None]
     for ref in _registry:
         compiled = ref()
         if compiled is not None:
             compiled.reset()
-    _registry.clear()
 
 
 def explain(fn: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -501,8 +559,10 @@ def explain(fn: Callable, *args: Any, **kwargs: Any) -> Any:
         fn = fn._compiled
     if isinstance(fn, CompiledFunction):
         fresh = CompiledFunction(fn.fn, backend=fn.backend, module=fn.module)
+        fresh.name, fresh._parameters = fn.name, fn._parameters
     elif _is_module(fn):
         fresh = CompiledFunction(fn.__call__, backend=default_backend(), module=fn)
+        fresh.name, fresh._parameters = type(fn).__name__, _positional_names(fn.forward)
     else:
         fresh = CompiledFunction(fn, backend=default_backend())
     fresh(*args, **kwargs)

@@ -22,7 +22,7 @@ import numpy as np
 
 from jitorch.ir import dtypes
 from jitorch.ir.dtypes import DType
-from jitorch.ir.types import Literal, ShapeError, TensorType, describe
+from jitorch.ir.types import DTypeError, Literal, ShapeError, TensorType, describe
 
 ELEMENTWISE, REDUCE, MOVEMENT, INDEX, EXTERN, RANDOM, SOURCE = (
     "elementwise", "reduce", "movement", "index", "extern", "random", "source")
@@ -89,7 +89,7 @@ def _elementwise_shape(name: str, operands: tuple) -> tuple[int, ...]:
 def _same_dtype(name: str, operands: tuple) -> DType:
     kinds = {o.dtype for o in operands}
     if len(kinds) != 1:
-        raise _fail(name, operands, "operand dtypes differ (the IR does not promote implicitly)", TypeError)
+        raise _fail(name, operands, "operand dtypes differ (the IR does not promote implicitly)", DTypeError)
     return operands[0].dtype
 
 
@@ -98,7 +98,7 @@ def same_infer(*allowed: str) -> Callable[..., TensorType]:
     def infer(*operands: Any, _name: str = "") -> TensorType:
         dtype = _same_dtype(_name, operands)
         if allowed and not any(getattr(dtype, f"is_{family}") for family in allowed):
-            raise _fail(_name, operands, f"not supported for dtype {dtype.name}", TypeError)
+            raise _fail(_name, operands, f"not supported for dtype {dtype.name}", DTypeError)
         return TensorType(_elementwise_shape(_name, operands), dtype)
     return infer
 
@@ -286,7 +286,7 @@ for _name, _fn in (("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), ("le
 
 def _where_infer(cond: Any, a: Any, b: Any) -> TensorType:
     if cond.dtype is not dtypes.bool_:
-        raise _fail("where", (cond, a, b), "condition must be a bool tensor", TypeError)
+        raise _fail("where", (cond, a, b), "condition must be a bool tensor", DTypeError)
     dtype = _same_dtype("where", (a, b))
     return TensorType(_elementwise_shape("where", (cond, a, b)), dtype)
 
@@ -303,7 +303,7 @@ def _cast_vjp(g: Any, out: Any, x: Any, *, dtype: DType) -> tuple:
     return (g.to(x.dtype) if x.dtype.is_floating_point else None,)
 
 
-register("cast", ELEMENTWISE, _cast_infer, lambda x, *, dtype: x.astype(dtype.numpy), _cast_vjp,
+register("cast", ELEMENTWISE, _cast_infer, lambda x, *, dtype: x.astype(dtype.numpy, order="C"), _cast_vjp,
          saves="none")
 # an identity that stops gradients: how detach() and values treated as constants appear in a graph
 register("detach", ELEMENTWISE, lambda x: TensorType(tuple(x.shape), x.dtype), lambda x: x, None)
@@ -317,7 +317,7 @@ def _reduce_infer(name: str, *allowed: str, out_dtype: DType | None = None) -> C
     def infer(x: Any, *, axes: tuple[int, ...]) -> TensorType:
         _axes_ok(name, x, axes)
         if allowed and not any(getattr(x.dtype, f"is_{family}") for family in allowed):
-            raise _fail(name, (x,), f"not supported for dtype {x.dtype.name}", TypeError)
+            raise _fail(name, (x,), f"not supported for dtype {x.dtype.name}", DTypeError)
         if name in ("amax", "amin", "argmax", "argmin") and any(x.shape[a] == 0 for a in axes):
             raise _fail(name, (x,), "cannot reduce over a zero-size dimension: the operation has no identity",
                         IndexError)
@@ -514,7 +514,7 @@ register("cat", MOVEMENT, _cat_infer, lambda *xs, axis: np.concatenate(xs, axis=
 
 def _index_dtype_ok(name: str, operands: tuple, index: Any) -> None:
     if not index.dtype.is_integer:
-        raise _fail(name, operands, f"index must be an integer tensor, got {index.dtype.name}", TypeError)
+        raise _fail(name, operands, f"index must be an integer tensor, got {index.dtype.name}", DTypeError)
 
 
 def _gather_infer(x: Any, index: Any, *, axis: int) -> TensorType:
@@ -624,7 +624,7 @@ def _matmul_infer(a: Any, b: Any) -> TensorType:
                     f"({a.shape[-2]}x{a.shape[-1]} and {b.shape[-2]}x{b.shape[-1]})")
     dtype = _same_dtype("matmul", (a, b))
     if dtype.is_bool:
-        raise _fail("matmul", (a, b), "not supported for bool", TypeError)
+        raise _fail("matmul", (a, b), "not supported for bool", DTypeError)
     return TensorType(tuple(a.shape[:-1]) + (b.shape[-1],), dtype)
 
 
@@ -660,9 +660,9 @@ register("arange", SOURCE, _arange_infer, _arange_eager)
 
 def _random_infer(seed: Any, *, shape: tuple[int, ...], dtype: DType) -> TensorType:
     if tuple(seed.shape) != () or seed.dtype is not dtypes.int64:
-        raise _fail("random", (seed,), "the seed must be an int64 scalar", TypeError)
+        raise _fail("random", (seed,), "the seed must be an int64 scalar", DTypeError)
     if not dtype.is_floating_point:
-        raise TypeError(f"random numbers are floating point, not {dtype.name}")
+        raise DTypeError(f"random numbers are floating point, not {dtype.name}")
     return TensorType(tuple(shape), dtype)
 
 
