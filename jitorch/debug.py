@@ -8,6 +8,7 @@ import re
 import sys
 
 STAGES = ("graph", "passes", "autodiff", "fusion", "kernels", "llvm", "asm")
+_written: dict[str, int] = {}  # file name -> dumps that wanted it: a recompile (new shape) gets its own file
 
 
 def enabled(stage: str) -> bool:
@@ -25,6 +26,9 @@ def dump(stage: str, graph_name: str, title: str, text: str, seconds: float | No
     if directory:
         os.makedirs(directory, exist_ok=True)
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{graph_name}.{stage}.{title}").strip("_")
+        count = _written.get(slug, 0)
+        _written[slug] = count + 1
+        slug = f"{slug}.{count}" if count else slug
         with open(os.path.join(directory, f"{slug}.txt"), "w") as f:
             f.write(header + "\n" + text.rstrip("\n") + "\n")
         return

@@ -7,6 +7,8 @@ from typing import Any, Callable, Sequence
 from jitorch.frontend import functional
 from jitorch.frontend.creation import tensor as _tensor
 from jitorch.frontend.tensor import Tensor
+from jitorch.ir import dtypes
+from jitorch.ir.types import DTypeError
 from jitorch.ir.vocabulary import broadcast_shapes as _broadcast_shapes
 
 _METHODS = (
@@ -29,6 +31,8 @@ def _function(name: str) -> Callable:
     method = getattr(Tensor, name)
 
     def fn(input: Tensor, *args: Any, **kwargs: Any) -> Any:  # noqa: A002 - PyTorch's parameter name
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not {type(input).__name__}")
         return method(input, *args, **kwargs)
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"`jitorch.{name}(x, ...)` is `x.{name}(...)`."
@@ -64,6 +68,9 @@ def vstack(tensors: Sequence[Tensor]) -> Tensor:
 
 
 def where(condition: Tensor, input: Any = None, other: Any = None) -> Any:  # noqa: A002
+    if condition.dtype is not dtypes.bool_:
+        raise DTypeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype "
+                         f"{condition.dtype.name}")
     if input is None and other is None:
         return condition.nonzero(as_tuple=True)
     return condition.if_else(input, other)
@@ -121,12 +128,11 @@ def triu(input: Tensor, diagonal: int = 0) -> Tensor:  # noqa: A002
 
 
 def _triangle(x: Tensor, diagonal: int, lower: bool) -> Tensor:
-    from jitorch.ir import dtypes
     rows, cols = x.shape[-2], x.shape[-1]
     r = x._apply("arange", start=0, step=1, size=rows, dtype=dtypes.int64).reshape(rows, 1)
     c = x._apply("arange", start=0, step=1, size=cols, dtype=dtypes.int64).reshape(1, cols)
     keep = (c - r <= diagonal) if lower else (c - r >= diagonal)
-    return keep.if_else(x, 0)
+    return keep.if_else(x, x.new_zeros(()))  # a 0-d zero of x's dtype: bool stays bool
 
 
 Tensor.tril = tril  # type: ignore[attr-defined]

@@ -224,7 +224,8 @@ class OpNode(Node):
     def apply(self, grad: Tensor, create_graph: bool) -> Sequence[Any]:
         from jitorch.frontend.tensor import Tensor
 
-        self._check_not_freed()
+        if self.op.saves != "none":  # as in PyTorch, only a node whose saved values were freed refuses
+            self._check_not_freed()
         for value, version in zip(self.saved, self.versions):
             if version is not None and value._version.value != version:
                 self._raise_modified(value, value._version.value, version)
@@ -247,7 +248,7 @@ class OpNode(Node):
 
     def release(self) -> None:
         super().release()
-        self.saved = [None if not isinstance(v, (int, float, bool)) else v for v in self.saved]
+        self.saved = [v if isinstance(v, (int, float, bool, _Meta)) else None for v in self.saved]
         self.out_data = None
 
 
@@ -298,9 +299,55 @@ class FunctionNode(Node):
         self.backward_fn = None  # type: ignore[assignment]
 
 
+def keep_saved_values(tensor: Tensor, root: Node) -> None:
+    """Before an in-place write of `root`'s result into `tensor`: the nodes computing that result which
+    saved `tensor` (or a view of its memory) keep a copy of the values it is about to lose.
+
+    `y.mul_(w)` computes `y * w` out of place, saving y, then writes the product into y; the product's
+    gradient still needs the old y. Only nodes created since `tensor` got its current values can hold
+    them, so the walk stops at older nodes; tensors saved earlier by other ops still raise at backward.
+    """
+    from jitorch.frontend.tensor import Tensor
+
+    counter = tensor._version
+    bound = tensor._grad_fn.seq if tensor._grad_fn is not None else -1
+    stack, seen = [root], {id(root)}
+    while stack:
+        node = stack.pop()
+        if isinstance(node, OpNode):
+            for i, value in enumerate(node.saved):
+                if isinstance(value, Tensor) and value._version is counter and node.versions[i] == counter.value \
+                        and value._data is not None:
+                    copy = Tensor._wrap(value._data.copy(), value.dtype)
+                    copy._grad_fn, copy._requires_grad = value._grad_fn, value._requires_grad
+                    node.saved[i], node.versions[i] = copy, 0
+        for nxt in node.next:
+            if isinstance(nxt, Node) and nxt.seq > bound and id(nxt) not in seen:
+                seen.add(id(nxt))
+                stack.append(nxt)
+
+
+def refresh_view(tensor: Tensor) -> None:
+    """A view whose memory was written in place since its history was recorded (through its base or a
+    sibling view) takes the history of the same view of its base's new value."""
+    if tensor._base is None or tensor._view_version == tensor._version.value:
+        return
+    from jitorch.frontend.tensor import replay_view
+
+    tensor._view_version = tensor._version.value
+    base = tensor._base
+    if base._requires_grad:
+        with set_grad_enabled(True):
+            fresh = replay_view(base, tensor._view_chain)
+        tensor._grad_fn, tensor._requires_grad = fresh._grad_fn, True
+
+
 def edge(tensor: Any) -> Any:
     """The tape edge for an operand: its node, itself if a leaf requiring grad, else None."""
-    if isinstance(tensor, Literal) or not tensor._requires_grad:
+    if isinstance(tensor, Literal):
+        return None
+    refresh_view(tensor)
+    if not tensor._requires_grad:
         return None
     return tensor._grad_fn if tensor._grad_fn is not None else tensor
 
@@ -423,6 +470,7 @@ def _seed_grads(outputs: list[Tensor], grad_outputs: list[Any]) -> list[tuple[Te
 
     roots = []
     for i, out in enumerate(outputs):
+        refresh_view(out)
         if not out._requires_grad:
             raise RuntimeError(f"element {i} of tensors does not require grad and does not have a grad_fn")
         grad = grad_outputs[i] if i < len(grad_outputs) else None

@@ -41,4 +41,4 @@ def einsum(equation: str, *operands: Any) -> Tensor:
         aligned = aligned.reshape(*shape)
         total = aligned if total is None else total * aligned
     reduced = tuple(range(len(output), len(letters)))
-    return total.sum(reduced) if reduced else total
+    return total.sum(reduced, dtype=total.dtype) if reduced else total

@@ -23,17 +23,17 @@ class _Formatter:
     def __init__(self, values: np.ndarray) -> None:
         self.kind = "bool" if values.dtype == np.bool_ else "int" if values.dtype.kind in "iu" else "float"
         self.sci = False
-        self.integral = False
-        finite = values[np.isfinite(values)] if self.kind == "float" else values
-        if self.kind == "float" and finite.size:
-            self.integral = bool(np.all(finite == np.ceil(finite)))
-            nonzero = np.abs(finite[finite != 0]).astype(np.float64)
-            if nonzero.size:
-                high, low = nonzero.max(), nonzero.min()
-                self.sci = (high > 1e8) if self.integral else (high / low > 1000.0 or high > 1e8 or low < 1e-4)
-        elif self.kind == "float":
-            self.integral = True
-        self.width = max((len(self.raw(v)) for v in values.ravel()), default=1)
+        self.integral = True
+        shown = values.ravel()
+        if self.kind == "float":
+            # PyTorch decides the format and the column width from the nonzero finite values only
+            shown = shown[np.isfinite(shown) & (shown != 0)]
+            if shown.size:
+                self.integral = bool(np.all(shown == np.ceil(shown)))
+                magnitude = np.abs(shown).astype(np.float64)
+                high, low = magnitude.max(), magnitude.min()
+                self.sci = high / low > 1000.0 or high > 1e8 or (not self.integral and low < 1e-4)
+        self.width = max((len(self.raw(v)) for v in shown), default=1)
 
     def raw(self, value: Any) -> str:
         if self.kind == "bool":
@@ -65,18 +65,23 @@ def _summary(values: np.ndarray) -> np.ndarray:
 
 
 def _format(values: np.ndarray, fmt: _Formatter, indent: int, summarize: bool) -> str:
+    """`values` (the whole tensor) in PyTorch's layout; with `summarize`, long dims show their edges only."""
     if values.ndim == 0:
         return fmt(values.item())
+    cut = summarize and values.shape[0] > 2 * EDGEITEMS
     if values.ndim == 1:
-        items = [fmt(v) for v in values]
-        if summarize and len(items) > 2 * EDGEITEMS:
-            items = items[:EDGEITEMS] + ["..."] + items[-EDGEITEMS:]
+        if cut:
+            items = [fmt(v) for v in values[:EDGEITEMS]] + [" ..."] + [fmt(v) for v in values[-EDGEITEMS:]]
+        else:
+            items = [fmt(v) for v in values]
         per_line = max(1, (LINEWIDTH - indent) // (fmt.width + 2))
         lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
         return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
-    rows = [_format(v, fmt, indent + 1, summarize) for v in values]
-    if summarize and len(rows) > 2 * EDGEITEMS:
-        rows = rows[:EDGEITEMS] + ["..."] + rows[-EDGEITEMS:]
+    if cut:
+        rows = [_format(v, fmt, indent + 1, summarize) for v in values[:EDGEITEMS]] + ["..."] + \
+            [_format(v, fmt, indent + 1, summarize) for v in values[-EDGEITEMS:]]
+    else:
+        rows = [_format(v, fmt, indent + 1, summarize) for v in values]
     separator = "," + "\n" * (values.ndim - 1) + " " * (indent + 1)
     return "[" + separator.join(rows) + "]"
 
@@ -92,13 +97,13 @@ def tensor_repr(t: Tensor) -> str:
     else:
         values = t._data
         summarize = values.size > THRESHOLD
-        shown = _summary(values) if summarize else values
         if values.size == 0:
             body = "[]"
             if values.ndim != 1:
                 suffixes.append(f"size={tuple(values.shape)}")
         else:
-            body = _format(shown, _Formatter(shown), len(prefix), summarize)
+            fmt = _Formatter(_summary(values) if summarize else values)
+            body = _format(values, fmt, len(prefix), summarize)
         implicit = (default_dtype, dtypes.int64, dtypes.bool_)
         if t.dtype not in implicit or (values.size == 0 and t.dtype is not default_dtype):
             suffixes.append(f"dtype={t.dtype!r}")
@@ -106,4 +111,17 @@ def tensor_repr(t: Tensor) -> str:
         suffixes.append(f"grad_fn=<{t._grad_fn.name()}>")
     elif t._requires_grad:
         suffixes.append("requires_grad=True")
-    return prefix + ", ".join([body] + suffixes) + ")"
+    return _add_suffixes(prefix + body, suffixes, len(prefix))
+
+
+def _add_suffixes(text: str, suffixes: list[str], indent: int) -> str:
+    """`, dtype=...` after the values, on a new line where the last line would pass LINEWIDTH, as PyTorch does."""
+    last_line = len(text) - text.rfind("\n") + 1
+    for suffix in suffixes:
+        if last_line + len(suffix) + 2 > LINEWIDTH:
+            text += ",\n" + " " * indent + suffix
+            last_line = indent + len(suffix)
+        else:
+            text += ", " + suffix
+            last_line += len(suffix) + 2
+    return text + ")"

@@ -45,9 +45,9 @@ def cumsum(x: Tensor, dim: int, dtype: DType | None = None) -> Tensor:
         x = x.to(dtype)
     elif not x.dtype.is_floating_point:
         x = x.to(dtypes.int64)
-    if x.ndim == 0:
-        return x
     axis = normalize_dim(dim, x.ndim)
+    if x.ndim == 0:  # a new tensor, never x itself
+        return cumsum(x.reshape(1), 0).reshape(())
     n = x.shape[axis]
     steps = x._apply("arange", start=0, step=1, size=n, dtype=dtypes.int64)
     upper = (steps.reshape(n, 1) <= steps.reshape(1, n)).to(x.dtype)

@@ -86,6 +86,9 @@ def _plan(base: Tensor, index: Any) -> _Plan:
             dim += 1
         elif isinstance(item, (bool, np.bool_)):
             raise IndexError("indexing with a Python bool is not supported; use a bool tensor")
+        elif isinstance(item, (float, np.floating)):
+            raise IndexError(f"only integers, slices (`:`), ellipsis (`...`), None and long or byte Variables are "
+                             f"valid indices (got {type(item).__name__})")
         elif isinstance(item, Scalar) or (isinstance(item, Tensor) and item.ndim == 0 and not item.dtype.is_bool
                                           and not item.dtype.is_floating_point and item._data is not None
                                           and not _tracing()):
@@ -149,6 +152,16 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     return out
 
 
+def _drop_leading_ones(value: Any, ndim: int) -> Any:
+    """PyTorch drops a value's leading size-1 dims beyond the indexed region's rank before broadcasting."""
+    if not isinstance(value, Tensor):
+        return value
+    lead = 0
+    while value.ndim - lead > ndim and value.shape[lead] == 1:
+        lead += 1
+    return value.reshape(*value.shape[lead:]) if lead else value
+
+
 def setitem(x: Tensor, index: Any, value: Any) -> None:
     if isinstance(value, (list, tuple, np.ndarray)):
         value = x._coerce(value)
@@ -162,14 +175,17 @@ def setitem(x: Tensor, index: Any, value: Any) -> None:
         return
     plan = _plan(x, index)
     if not plan.advanced:
+        value = _drop_leading_ones(value, plan.view.ndim)
         plan.view.copy_(value) if isinstance(value, Tensor) else plan.view.fill_(value)
         return
     dims, shape, indices, adjacent = _advanced_layout(plan)
     target = _front(plan.view, dims)
     rest = tuple(target.shape[len(dims):])
-    if isinstance(value, Tensor) and adjacent and dims[0] > 0 and value.ndim == len(shape) + len(rest):
-        # the value is laid out like x[index]: move the indexed dims back to the front
+    value = _drop_leading_ones(value, len(shape) + len(rest))
+    if isinstance(value, Tensor) and adjacent and dims[0] > 0:
+        # the value broadcasts against x[index], whose indexed dims sit at dims[0]: move them to the front
         lead = dims[0]
+        value = value.expand(*rest[:lead], *shape, *rest[lead:])
         order = list(range(lead, lead + len(shape))) + list(range(lead)) + list(range(lead + len(shape), value.ndim))
         value = value.permute(*order)
     target._inplace(target.index_put(indices, value))

@@ -138,6 +138,8 @@ def randn_like(t: Tensor, *, dtype: DType | None = None, generator: Generator | 
 
 def randint(low: int, high: int | None = None, size: Any = None, *, generator: Generator | None = None,
             dtype: DType | None = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    if size is None and isinstance(high, (tuple, list)):  # randint(high, size), as PyTorch allows
+        low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
     if size is None:
@@ -145,7 +147,7 @@ def randint(low: int, high: int | None = None, size: Any = None, *, generator: G
     if high <= low:
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
     dtype = dtypes.as_dtype(dtype) if dtype is not None else dtypes.int64
-    uniform = rand(*shape_args((size,)), generator=generator, dtype=dtypes.float64)
+    uniform = rand(*shape_args((size,)), generator=generator, dtype=dtypes.float64, device=device)
     return ((uniform * (high - low)).floor().clamp(max=high - low - 1) + low).to(dtype)
 
 
@@ -155,6 +157,7 @@ def randint_like(t: Tensor, low: int, high: int | None = None, **kwargs: Any) ->
 
 def randperm(n: int, *, generator: Generator | None = None, dtype: DType | None = None, device: Any = None,
              requires_grad: bool = False) -> Tensor:
+    _check_device(device)
     tracing.untraceable("randperm")
     gen = generator or default_generator
     return Tensor._wrap(gen.numpy.permutation(n).astype((dtype or dtypes.int64).numpy), dtype or dtypes.int64)

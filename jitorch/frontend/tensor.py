@@ -19,6 +19,9 @@ from jitorch.ir.ops import OPS
 from jitorch.ir.types import Literal, TensorType
 from jitorch.ir.vocabulary import OpVocabulary, Scalar, normalize_dim, shape_args
 
+# PyTorch's names of the element types, as its messages and type() strings spell them
+_SCALAR_NAMES = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long", "bool": "Bool"}
+
 
 class Size(tuple):
     """A tensor's shape: a tuple that prints like PyTorch's."""
@@ -78,7 +81,7 @@ def _check_device(value: Any) -> bool:
 
 class Tensor(OpVocabulary):
     __slots__ = ("_data", "shape", "dtype", "_requires_grad", "_grad_fn", "_grad", "_version", "_base",
-                 "_view_chain", "_hooks", "__dict__", "__weakref__")
+                 "_view_chain", "_view_version", "_hooks", "__dict__", "__weakref__")
     __array_priority__ = 1000
     __array_ufunc__ = None  # numpy operators defer to ours: np.float32(2) * t is a Tensor
 
@@ -100,6 +103,7 @@ class Tensor(OpVocabulary):
         self._version = VersionCounter()
         self._base = None
         self._view_chain = None
+        self._view_version = 0  # for views: the memory's version their history describes
         self._hooks = None
 
     @classmethod
@@ -173,9 +177,7 @@ class Tensor(OpVocabulary):
         return "strided"
 
     def type_name(self) -> str:
-        names = {"float32": "FloatTensor", "float64": "DoubleTensor", "int32": "IntTensor",
-                 "int64": "LongTensor", "bool": "BoolTensor"}
-        return f"jitorch.{names[self.dtype.name]}"
+        return f"jitorch.{_SCALAR_NAMES[self.dtype.name]}Tensor"
 
     def type(self, dtype: Any = None) -> Any:
         return self.type_name() if dtype is None else self.to(dtypes.as_dtype(dtype))
@@ -310,6 +312,7 @@ class Tensor(OpVocabulary):
 
     @property
     def grad_fn(self) -> autograd.Node | None:
+        autograd.refresh_view(self)
         return self._grad_fn
 
     @property
@@ -406,9 +409,11 @@ class Tensor(OpVocabulary):
                                    f"{list(result.shape)}") from None
         if result.dtype is not self.dtype:
             if self.dtype.rank < result.dtype.rank and not (self.dtype.is_floating_point or result.dtype.is_bool):
-                raise RuntimeError(f"result type {result.dtype.name.capitalize()} can't be cast to the desired "
-                                   f"output type {self.dtype.name.capitalize()}")
+                raise RuntimeError(f"result type {_SCALAR_NAMES[result.dtype.name]} can't be cast to the desired "
+                                   f"output type {_SCALAR_NAMES[self.dtype.name]}")
             result = result.to(self.dtype)
+        if result._grad_fn is not None and autograd.is_grad_enabled():
+            autograd.keep_saved_values(self, result._grad_fn)
         if self._data is not None:
             try:
                 np.copyto(self._data, result._data)
@@ -425,6 +430,7 @@ class Tensor(OpVocabulary):
                                            tuple(base.shape), base.dtype)
                 base._grad_fn, base._requires_grad = node, True
             self._grad_fn, self._requires_grad = result._grad_fn, True
+        self._view_version = self._version.value
         return self
 
     def copy_(self, src: Any, non_blocking: bool = False) -> Tensor:
@@ -630,7 +636,9 @@ def dispatch(name: str, operands: tuple, attrs: dict) -> Tensor:
         out._base = source._base if source._base is not None else source
         link = ((name, tuple(sorted(attrs.items()))),)
         out._view_chain = source._view_chain + link if source._view_chain is not None else link
-    if op.vjp is not None and autograd._mode.enabled:
+        out._view_version = out._version.value
+    # only floating-point results carry gradients (comparisons, argmax, casts to int cut the graph)
+    if op.vjp is not None and autograd._mode.enabled and out_type.dtype.is_floating_point:
         for o in operands:
             if type(o) is not Literal and o._requires_grad:
                 edges = [autograd.edge(v) for v in operands]

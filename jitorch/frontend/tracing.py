@@ -83,6 +83,7 @@ class Recorder:
         self.views: dict[int, list[Any]] = {}  # id(base) -> views of it seen in the trace
         self.reasons: list[str] = []
         self.names: dict[int, str] = {}  # id(tensor) -> parameter/buffer path, from the modules that ran
+        self.sources: dict[int, tuple[Any, str]] = {}  # id(tensor) -> (module, attribute) holding it
         self.scopes: list[str] = []
         self.module_paths: dict[int, str] = {}
         self.modules: list[Any] = []  # modules that ran, in order, each once
@@ -113,6 +114,7 @@ class Recorder:
             self.module_paths.setdefault(id(module), path)
             for name, tensor in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
                 self.names.setdefault(id(tensor), f"{path}.{name}" if path else name)
+                self.sources.setdefault(id(tensor), (module, name))
 
     def enter(self, module: Any) -> None:
         if id(module) not in self.module_paths:

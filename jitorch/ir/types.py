@@ -11,6 +11,10 @@ class ShapeError(RuntimeError):
     """A shape rule rejected its inputs. A RuntimeError, as PyTorch raises for shape mismatches."""
 
 
+class DTypeError(TypeError, RuntimeError):
+    """A dtype rule rejected its inputs: a TypeError, and a RuntimeError as PyTorch raises for unsupported dtypes."""
+
+
 @dataclass(frozen=True)
 class TensorType:
     """The shape and dtype of a value: everything the compiler knows statically."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from jitorch.ir import dtypes
 from jitorch.ir.dtypes import DType
-from jitorch.ir.types import Literal, ShapeError
+from jitorch.ir.types import DTypeError, Literal, ShapeError
 
 Scalar = (bool, int, float, np.bool_, np.integer, np.floating)
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
@@ -64,9 +64,9 @@ def broadcast_shapes(name: str, *shapes: Sequence[int]) -> tuple[int, ...]:
     """numpy/PyTorch broadcasting, raising PyTorch's message naming the op on a mismatch."""
     ndim = max((len(s) for s in shapes), default=0)
     out = [1] * ndim
-    for shape in shapes:
-        for i, size in enumerate(shape):
-            axis = ndim - len(shape) + i
+    for axis in reversed(range(ndim)):  # from the last dim, so the reported mismatch is PyTorch's
+        for shape in shapes:
+            size = shape[axis - ndim + len(shape)] if axis >= ndim - len(shape) else 1
             if size != 1:
                 if out[axis] not in (1, size):
                     raise ShapeError(
@@ -166,7 +166,7 @@ class OpVocabulary:
         if result == "float" and not dtype.is_floating_point:
             dtype = dtypes.get_default_dtype()
         if result == "bitwise" and dtype.is_floating_point:
-            raise TypeError(f"{name}: not supported for floating-point dtype {dtype.name}")
+            raise DTypeError(f"{name}: not supported for floating-point dtype {dtype.name}")
         shape = broadcast_shapes(name, *(t.shape for t in tensors))
         args = [v.to(dtype)._broadcast_to(shape) if isinstance(v, OpVocabulary) else literal(v, dtype)
                 for v in converted]
@@ -207,8 +207,8 @@ class OpVocabulary:
 
     def __neg__(self) -> Any:
         if self.dtype.is_bool:
-            raise TypeError("neg: negation, the `-` operator, on a bool tensor is not supported; "
-                            "use the `~` or `logical_not()` operator instead")
+            raise DTypeError("neg: negation, the `-` operator, on a bool tensor is not supported; "
+                             "use the `~` or `logical_not()` operator instead")
         return self._apply("neg", self)
 
     def __pos__(self) -> Any:
@@ -349,15 +349,17 @@ class OpVocabulary:
     del _same_unary
 
     def round(self, decimals: int = 0) -> Any:
-        if self.dtype.is_bool or self.dtype.is_integer:
+        if self.dtype.is_bool:
             return self
-        if decimals == 0:
+        if decimals == 0 or self.dtype.is_integer:
             return self._apply("round", self)
         scaled = self * 10.0 ** decimals
         return scaled._apply("round", scaled) / 10.0 ** decimals
 
     def trunc(self) -> Any:
-        if not self.dtype.is_floating_point:
+        if self.dtype.is_integer:
+            return self.floor()  # a copy, as PyTorch returns
+        if self.dtype.is_bool:
             return self
         return (self < 0).if_else(self.ceil(), self.floor())
 
@@ -483,7 +485,7 @@ class OpVocabulary:
         # max(dim) sends the gradient to the chosen index only, as PyTorch does
         indices = self._arg("arg" + name, dim, keepdim=True)
         axis = normalize_dim(dim, self.ndim)
-        values = self.gather(axis, indices) if self.ndim else self
+        values = self.gather(axis, indices) if self.ndim else self.reshape(1).gather(0, indices.reshape(1)).reshape()
         if not keepdim and self.ndim:
             values, indices = values._squeeze_axes((axis,)), indices._squeeze_axes((axis,))
         return ValuesIndices(values, indices)
@@ -669,7 +671,10 @@ class OpVocabulary:
         shape = (1,) * (len(sizes) - self.ndim) + tuple(self.shape)
         interleaved = [d for pair in ((1, s) for s in shape) for d in pair]
         expanded = [d for pair in zip(sizes, shape) for d in pair]
-        return self.reshape(*interleaved).expand(*expanded).reshape(*(r * s for r, s in zip(sizes, shape)))
+        tiled = self.reshape(*interleaved).expand(*expanded)
+        # repeat returns new memory: materialize the expanded (stride-0) tensor once, then reshape it
+        copied = tiled._apply("cast", tiled, dtype=tiled.dtype)
+        return copied.reshape(*(r * s for r, s in zip(sizes, shape)))
 
     def slice(self, *, starts: tuple[int, ...], stops: tuple[int, ...], steps: tuple[int, ...]) -> Any:
         """The `slice` primitive on normalized, in-range bounds."""
@@ -744,7 +749,7 @@ class OpVocabulary:
             dtype = dtypes.promote_types(dtype, t.dtype)
         axis = normalize_dim(dim, kept[0].ndim)
         kept = [t.to(dtype) for t in kept]
-        return kept[0] if len(kept) == 1 else self._apply("cat", *kept, axis=axis)
+        return self._apply("cat", *kept, axis=axis)  # also for one tensor: cat returns a new tensor
 
     def _stack(self, tensors: Sequence[Any], dim: int) -> Any:
         tensors = list(tensors)
