@@ -22,7 +22,7 @@ from jitorch import Tensor
 from jitorch.frontend.functional import linear, softmax
 from jitorch.nn.functional_layers import dropout
 
-__all__ = ["scaled_dot_product_attention", "multi_head_attention_forward"]
+__all__ = ["multi_head_attention_forward", "scaled_dot_product_attention"]
 
 _NEG_INF = float("-inf")
 

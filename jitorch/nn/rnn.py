@@ -22,7 +22,7 @@ from jitorch.nn.functional_layers import dropout as _dropout
 from jitorch.nn.modules import Module
 from jitorch.nn.parameter import Parameter
 
-__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNBase", "RNNCell", "RNNCellBase"]
+__all__ = ["GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNBase", "RNNCell", "RNNCellBase"]
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
@@ -165,7 +165,7 @@ class RNNBase(Module):
     # ---------------------------------------------------------------------------------------------
     # checks
 
-    def _batch_input(self, input: Tensor) -> tuple[Tensor, bool]:  # noqa: A002 - PyTorch's parameter name
+    def _batch_input(self, input: Tensor) -> tuple[Tensor, bool]:
         """(input with a batch dim, whether it had one), after PyTorch's rank and dtype checks."""
         if input.ndim not in (2, 3):
             raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got {input.ndim}D tensor "
@@ -179,7 +179,7 @@ class RNNBase(Module):
         batched = input.ndim == 3
         return (input if batched else input.unsqueeze(0 if self.batch_first else 1)), batched
 
-    def _state_shape(self, input: Tensor, size: int) -> tuple[int, int, int]:  # noqa: A002
+    def _state_shape(self, input: Tensor, size: int) -> tuple[int, int, int]:
         batch = input.shape[0] if self.batch_first else input.shape[1]
         return (self.num_layers * (2 if self.bidirectional else 1), batch, size)
 
@@ -237,7 +237,7 @@ class RNNBase(Module):
                 x = _dropout(x, self.dropout, training=True)
         return x, jitorch.stack(h_n), (jitorch.stack(c_n) if c_n else None)
 
-    def _forward(self, input: Tensor, h0: Tensor | None, c0: Tensor | None,  # noqa: A002
+    def _forward(self, input: Tensor, h0: Tensor | None, c0: Tensor | None,
                  batched: bool) -> tuple[Tensor, Tensor, Tensor | None]:
         x = input.transpose(0, 1) if self.batch_first else input
         output, h_n, c_n = self._run(x, h0, c0)
@@ -253,9 +253,9 @@ class RNNBase(Module):
 class _SingleStateRNN(RNNBase):
     """RNN and GRU: one hidden state `hx` of shape (layers * directions, N, hidden_size)."""
 
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:  # noqa: A002
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(output (L, N, D * H) — (N, L, D * H) with batch_first — and h_n (layers * D, N, H))."""
-        input, batched = self._batch_input(input)  # noqa: A001
+        input, batched = self._batch_input(input)
         if hx is not None:
             if batched and hx.ndim != 3:
                 raise RuntimeError(f"For batched 3-D input, hx should also be 3-D but got {hx.ndim}-D tensor")
@@ -321,10 +321,10 @@ class LSTM(RNNBase):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          proj_size, device=device, dtype=dtype)
 
-    def forward(self, input: Tensor,  # noqa: A002
+    def forward(self, input: Tensor,
                 hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """(output (L, N, D * H_out), (h_n (layers * D, N, H_out), c_n (layers * D, N, H)))."""
-        input, batched = self._batch_input(input)  # noqa: A001
+        input, batched = self._batch_input(input)
         if hx is not None:
             h0, c0 = hx
             if batched and (h0.ndim != 3 or c0.ndim != 3):
@@ -383,7 +383,7 @@ class RNNCellBase(Module):
             s += f", nonlinearity={self.nonlinearity}"
         return s
 
-    def _prepare(self, input: Tensor, states: tuple[Tensor | None, ...]) -> tuple[Tensor, list[Tensor], bool]:  # noqa: A002
+    def _prepare(self, input: Tensor, states: tuple[Tensor | None, ...]) -> tuple[Tensor, list[Tensor], bool]:
         """Batch the input and states (zeros where None) and check their sizes as PyTorch's kernels do."""
         name = type(self).__name__
         if input.ndim not in (1, 2):
@@ -394,7 +394,7 @@ class RNNCellBase(Module):
                 raise ValueError(f"{name}: Expected {which} to be 1D or 2D, got {state.ndim}D instead")
         batched = input.ndim == 2
         if not batched:
-            input = input.unsqueeze(0)  # noqa: A001
+            input = input.unsqueeze(0)
         if input.shape[1] != self.input_size:
             raise RuntimeError(f"input has inconsistent input_size: got {input.shape[1]} expected {self.input_size}")
         prepared = []
@@ -412,7 +412,7 @@ class RNNCellBase(Module):
             prepared.append(state)
         return input, prepared, batched
 
-    def _gates(self, input: Tensor) -> Tensor:  # noqa: A002
+    def _gates(self, input: Tensor) -> Tensor:
         return _input_gates(self._mode, input, self.weight_ih, self.bias_ih, self.bias_hh)
 
 
@@ -424,10 +424,10 @@ class RNNCell(RNNCellBase):
         super().__init__(input_size, hidden_size, bias, num_chunks=1, device=device, dtype=dtype)
         self.nonlinearity = nonlinearity
 
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         if self.nonlinearity not in ("tanh", "relu"):
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
-        input, (h,), batched = self._prepare(input, (hx,))  # noqa: A001
+        input, (h,), batched = self._prepare(input, (hx,))
         out = _rnn_step(self._gates(input), h, self.weight_hh.t(), self.nonlinearity == "relu")
         return out if batched else out.squeeze(0)
 
@@ -441,8 +441,8 @@ class LSTMCell(RNNCellBase):
                  dtype: Any = None) -> None:
         super().__init__(input_size, hidden_size, bias, num_chunks=4, device=device, dtype=dtype)
 
-    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:  # noqa: A002
-        input, (h, c), batched = self._prepare(input, (None, None) if hx is None else tuple(hx))  # noqa: A001
+    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        input, (h, c), batched = self._prepare(input, (None, None) if hx is None else tuple(hx))
         h, c = _lstm_step(self._gates(input), h, c, self.weight_hh.t(), None)
         return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
 
@@ -456,7 +456,7 @@ class GRUCell(RNNCellBase):
                  dtype: Any = None) -> None:
         super().__init__(input_size, hidden_size, bias, num_chunks=3, device=device, dtype=dtype)
 
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:  # noqa: A002
-        input, (h,), batched = self._prepare(input, (hx,))  # noqa: A001
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        input, (h,), batched = self._prepare(input, (hx,))
         out = _gru_step(self._gates(input), h, self.weight_hh.t(), self.bias_hh)
         return out if batched else out.squeeze(0)

@@ -10,7 +10,8 @@ result with the mask is the same as with the causal hint. Nested-tensor fast pat
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jitorch
 from jitorch import Tensor
