@@ -342,7 +342,10 @@ class CompiledFunction:
         wrt = [i for i, t in enumerate(input_tensors) if t._requires_grad] if autograd.is_grad_enabled() else []
         tensor_outputs = [leaf for leaf in out_tensors if isinstance(leaf, Tensor)]
         differentiated = [i for i, t in enumerate(tensor_outputs) if t._requires_grad and t.dtype.is_floating_point]
-        backend = _backends()[self.backend]
+        symbolic = any(t._data is None for t in input_tensors)
+        # a trace of symbolic tensors gets no code: its sizes may be huge, and later calls propagate shapes
+        # eagerly (see __call__); its graphs are still optimized, for explain() and the dumps
+        backend = _backends()[self.backend] if not symbolic else lambda graph, timings: None
         backward = None
         if wrt and differentiated:
             start = time.perf_counter()
@@ -367,7 +370,7 @@ class CompiledFunction:
         return _Entry(arg_positions, aliases, lifted, [recorder.sources.get(id(t)) for t in lifted],
                       [(t.shape, t.dtype, t._requires_grad) for t in lifted], [gen for _, gen in recorder.seeds],
                       module_guards, output_spec, output_leaves, mutated_inputs, run_forward, n_outputs, backward,
-                      any(t._data is None for t in input_tensors), timings, graphs)
+                      symbolic, timings, graphs)
 
     # ---------------------------------------------------------------------------------------------
     # running an entry
@@ -394,11 +397,25 @@ class CompiledFunction:
                          saved_arrays: list[np.ndarray]) -> None:
         run_backward, split = entry.backward
         shapes = [(outputs[i].shape, outputs[i].dtype) for i in split.differentiated]
+        # backward reads these arrays as they are now: an in-place write before it runs raises, as in eager
+        # (inputs the graph itself writes were saved as copies)
+        saved_values = saved_arrays[len(split.saved_inputs):]
+        watched = [tensors[i] for i in split.saved_inputs if i not in entry.mutated] + [
+            out for out in outputs if any(np.may_share_memory(out._data, a) for a in saved_values)]
+        versions = [(t, t._version.value) for t in watched]
 
         def backward(pack: Any) -> list[Tensor]:
             if autograd.is_grad_enabled():
                 raise RuntimeError("jitorch.compile: double backward (create_graph=True) through a compiled "
                                    "function is not supported; compile with backend='eager' for this")
+            for tensor, version in versions:
+                if tensor._version.value != version:
+                    raise RuntimeError(
+                        f"one of the variables needed for gradient computation has been modified by an inplace "
+                        f"operation: [{tensor.type_name()} {list(tensor.shape)}], which is needed by "
+                        f"CompiledFunctionBackward ({self.name}), is at version {tensor._version.value}; expected "
+                        f"version {version} instead. Use .clone() before the in-place operation if the original "
+                        f"value is still needed.")
             grads = pack.grads if isinstance(pack, _GradPack) else {0: pack}
             arrays = []
             for k, (shape, dtype) in enumerate(shapes):

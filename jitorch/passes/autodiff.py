@@ -5,8 +5,9 @@ a backward graph, using the registry's VJP rules run on IR values (the same rule
 1. replays the forward nodes into a joint graph, adds one gradient input per differentiated output,
    and walks the forward nodes in reverse applying each op's VJP rule to accumulate adjoints;
 2. partitions the joint graph: a node belongs to the backward graph when it depends on a gradient
-   input, to the forward graph otherwise. Forward values the backward graph uses are "saved": extra
-   outputs of the forward graph and leading inputs of the backward graph.
+   input, to the forward graph otherwise; constants (nodes depending on no input) go wherever they are
+   used. Forward values the backward graph uses are "saved": extra outputs of the forward graph and
+   leading inputs of the backward graph.
 
 Guarantees: forward outputs are unchanged (first in the forward graph's outputs); the backward graph's
 outputs are the gradients of the `wrt` inputs, each with its input's type (zeros where no gradient
@@ -96,8 +97,12 @@ def _partition(joint: Graph, original: Graph, n_forward: int, wrt: tuple[int, ..
     forward_inputs = joint.inputs[:len(original.inputs)]
     grads_in = joint.inputs[len(original.inputs):]
     backward_side = _depends_on(joint, grads_in)
+    # nodes that depend on no input at all (the zeros of `full`) are recomputed where they are used rather
+    # than saved: a saved constant is a forward output kept alive until backward, as big as what it fills
+    depends_on_inputs = _depends_on(joint, joint.inputs)
+    constants = {id(n.output) for n in joint.nodes if id(n.output) not in depends_on_inputs}
     forward_nodes = [n for n in joint.nodes if id(n.output) not in backward_side]
-    backward_nodes = [n for n in joint.nodes if id(n.output) in backward_side]
+    backward_nodes = [n for n in joint.nodes if id(n.output) in backward_side or id(n.output) in constants]
     forward_outputs = joint.outputs[:n_forward]
     input_grads = joint.outputs[n_forward:]
 
@@ -105,7 +110,9 @@ def _partition(joint: Graph, original: Graph, n_forward: int, wrt: tuple[int, ..
     saved_ids: set[int] = set()
 
     def save(value: Any) -> None:
-        if isinstance(value, Literal) or id(value) in backward_side or id(value) in saved_ids:
+        if isinstance(value, Literal) or id(value) in saved_ids:
+            return
+        if id(value) in backward_side or id(value) in constants:
             return
         saved_ids.add(id(value))
         saved.append(value)
@@ -119,10 +126,10 @@ def _partition(joint: Graph, original: Graph, n_forward: int, wrt: tuple[int, ..
     positions = {id(v): i for i, v in enumerate(forward_inputs)}
     saved_inputs = [v for v in saved if id(v) in positions]
     saved_values = [v for v in saved if id(v) not in positions]
-    forward = rebuild(original.name, [(v.name, v) for v in forward_inputs], forward_nodes,
-                      list(forward_outputs) + saved_values)
+    forward = dce(rebuild(original.name, [(v.name, v) for v in forward_inputs], forward_nodes,
+                          list(forward_outputs) + saved_values))
     backward_inputs = ([(v.name, v) for v in saved_inputs] + [(f"saved{i}", v) for i, v in enumerate(saved_values)]
                        + [(v.name, v) for v in grads_in])
-    backward = rebuild(f"{original.name}_backward", backward_inputs, backward_nodes, input_grads)
+    backward = dce(rebuild(f"{original.name}_backward", backward_inputs, backward_nodes, input_grads))
     return Differentiated(forward, backward, tuple(positions[id(v)] for v in saved_inputs), len(saved_values),
                           wrt, differentiated)

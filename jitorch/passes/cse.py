@@ -14,7 +14,9 @@ from jitorch.ir.types import Literal
 
 
 def _key(node: Node, inputs: list[Any]) -> tuple:
-    operands = tuple(("lit", a.value, a.dtype.name) if isinstance(a, Literal) else ("val", id(a)) for a in inputs)
+    # literals by repr: -0.0 == 0.0 would merge `x * 0.0` with `x * -0.0`, whose zeros differ in sign
+    operands = tuple(("lit", repr(a.value), a.dtype.name) if isinstance(a, Literal) else ("val", id(a))
+                     for a in inputs)
     attrs = tuple(sorted((k, repr(v)) for k, v in node.attrs.items()))
     return node.op, operands, attrs
 

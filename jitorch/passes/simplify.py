@@ -82,18 +82,22 @@ def _identity(builder: GraphBuilder, node: Node, inputs: list) -> Any:
 
 
 def _combine(builder: GraphBuilder, node: Node, inputs: list) -> Any:
+    if node.op == "pow" and isinstance(inputs[1], Literal) and inputs[1].value == 2:
+        return builder.emit("mul", inputs[0], inputs[0])
     inner = _producer(inputs[0]) if inputs else None
     if inner is None:
         return None
     if node.op == "reshape" and inner.op == "reshape":
+        if inner.inputs[0].type == node.output.type:  # a round trip: nothing to emit
+            return inner.inputs[0]
         return builder.emit("reshape", inner.inputs[0], **node.attrs)
     if node.op == "permute" and inner.op == "permute":
         outer_perm, inner_perm = node.attrs["perm"], inner.attrs["perm"]
-        return builder.emit("permute", inner.inputs[0], perm=tuple(inner_perm[p] for p in outer_perm))
+        perm = tuple(inner_perm[p] for p in outer_perm)
+        return inner.inputs[0] if perm == tuple(range(len(perm))) else builder.emit("permute", inner.inputs[0],
+                                                                                  perm=perm)
     if node.op == "neg" and inner.op == "neg":
         return inner.inputs[0]
-    if node.op == "pow" and isinstance(inputs[1], Literal) and inputs[1].value == 2:
-        return builder.emit("mul", inputs[0], inputs[0])
     return None
 
 

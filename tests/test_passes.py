@@ -1,0 +1,379 @@
+"""Graph passes: each a pure Graph -> Graph (its input unchanged, its output verified), checked by goldens
+(IR text in, IR text out) for constant folding, IEEE-safe simplification, CSE, DCE and the autodiff
+partition, and by running input and output graphs on the same values."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import jitorch
+from jitorch.ir.graph import Graph
+from jitorch.ir.interpreter import run
+from jitorch.ir.parser import parse_graph
+from jitorch.ir.printer import format_graph
+from jitorch.ir.verify import verify
+from jitorch.passes import pipeline
+from jitorch.passes.autodiff import differentiate
+from jitorch.passes.cse import cse
+from jitorch.passes.dce import dce
+from jitorch.passes.simplify import simplify
+
+
+def snapshot(graph: Graph) -> tuple:
+    """What a pass must leave alone: the text, and the very node, input and output objects."""
+    return (format_graph(graph), [id(n) for n in graph.nodes], [id(v) for v in graph.inputs],
+            [id(v) for v in graph.outputs], [dict(n.attrs) for n in graph.nodes])
+
+
+def apply(transform: Callable[[Graph], Any], text: str) -> Any:
+    """Run a pass on the parsed text; check it did not touch its input and that its output verifies."""
+    graph = parse_graph(text)
+    before = snapshot(graph)
+    result = transform(graph)
+    assert snapshot(graph) == before, "the pass modified its input graph"
+    for out in (result.forward, result.backward) if hasattr(result, "forward") else (result,):
+        verify(out)
+    return result
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+SPECIAL = np.array([-0.0, 0.0, 1.5, -2.25, np.inf, -np.inf, np.nan, 1e-45], dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------
+# simplify
+
+
+FOLD_IN = """\
+graph fold(%x: f32[2,3]) -> (f32[2,3], i64[3,2]) {
+  %0 : f32[2,3] = full(shape=(2,3), value=2.0, dtype=f32)  # -  model.py:1
+  %1 : f32[2,3] = mul(%0, 3.0:f32)                         # -  model.py:2
+  %2 : f32[2,3] = exp(%1)                                  # -  model.py:3
+  %3 : f32[3,2] = permute(%2, perm=(1,0))                  # -  model.py:4
+  %4 : f32[3,2] = flip(%3, axes=(1,))                      # -  model.py:5
+  %5 : i64[3,2] = cast(%4, dtype=i64)                      # -  model.py:6
+  %6 : f32[2,3] = add(%x, %2)                              # -  model.py:7
+  return %6, %5
+}"""
+
+FOLD_OUT = """\
+graph fold(%x: f32[2,3]) -> (f32[2,3], i64[3,2]) {
+  %0 : f32[2,3] = full(shape=(2,3), value=2.0, dtype=f32)                 # -  model.py:1
+  %1 : f32[2,3] = full(shape=(2,3), value=6.0, dtype=f32)                 # -  model.py:2
+  %2 : f32[2,3] = full(shape=(2,3), value=403.42877197265625, dtype=f32)  # -  model.py:3
+  %3 : f32[3,2] = full(shape=(3,2), value=403.42877197265625, dtype=f32)  # -  model.py:4
+  %4 : f32[3,2] = full(shape=(3,2), value=403.42877197265625, dtype=f32)  # -  model.py:5
+  %5 : i64[3,2] = full(shape=(3,2), value=403, dtype=i64)                 # -  model.py:6
+  %6 : f32[2,3] = add(%x, %2)                                             # -  model.py:7
+  return %6, %5
+}"""
+
+FOLD_PIPELINE_OUT = """\
+graph fold(%x: f32[2,3]) -> (f32[2,3], i64[3,2]) {
+  %0 : f32[2,3] = full(shape=(2,3), value=403.42877197265625, dtype=f32)  # -  model.py:3
+  %1 : i64[3,2] = full(shape=(3,2), value=403, dtype=i64)                 # -  model.py:6
+  %2 : f32[2,3] = add(%x, %0)                                             # -  model.py:7
+  return %2, %1
+}"""
+
+
+def test_constant_folding_golden() -> None:
+    assert format_graph(apply(simplify, FOLD_IN)) == FOLD_OUT  # folded in place; the dead ones DCE removes
+    timings: dict[str, float] = {}
+    folded = apply(lambda g: pipeline.run_passes(g, pipeline.before_autodiff(), timings), FOLD_IN)
+    assert format_graph(folded) == FOLD_PIPELINE_OUT
+    assert list(timings) == ["simplify", "cse", "dce"]
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    for got, want in zip(run(folded, [x]), run(parse_graph(FOLD_IN), [x])):
+        assert same_bits(got, want)
+
+
+IEEE_IN = """\
+graph ieee(%x: f32[8], %n: i64[8]) -> (f32[8], f32[8], f32[8], f32[8], f32[8], f32[8], f32[8], f32[8], i64[8]) {
+  %0 : f32[8] = sub(%x, 0.0:f32)
+  %1 : f32[8] = mul(%x, 1.0:f32)
+  %2 : f32[8] = mul(1.0:f32, %x)
+  %3 : f32[8] = div(%x, 1.0:f32)
+  %4 : f32[8] = pow(%x, 1.0:f32)
+  %5 : f32[8] = add(%x, 0.0:f32)
+  %6 : f32[8] = mul(%x, 0.0:f32)
+  %7 : f32[8] = sub(%x, -0.0:f32)
+  %8 : i64[8] = add(%n, 0:i64)
+  return %0, %1, %2, %3, %4, %5, %6, %7, %8
+}"""
+
+IEEE_OUT = """\
+graph ieee(%x: f32[8], %n: i64[8]) -> (f32[8], f32[8], f32[8], f32[8], f32[8], f32[8], f32[8], f32[8], i64[8]) {
+  %0 : f32[8] = add(%x, 0.0:f32)
+  %1 : f32[8] = mul(%x, 0.0:f32)
+  %2 : f32[8] = sub(%x, -0.0:f32)
+  return %x, %x, %x, %x, %x, %0, %1, %2, %n
+}"""
+
+
+def test_simplification_is_ieee_exact() -> None:
+    """x - 0.0, x * 1.0, x / 1.0, x ** 1 are x for every x; x + 0.0 is not (-0.0 + 0.0 is +0.0), nor x * 0.0
+    (inf * 0.0 is nan, -1 * 0.0 is -0.0), nor x - (-0.0)."""
+    simplified = apply(simplify, IEEE_IN)
+    assert format_graph(simplified) == IEEE_OUT
+    n = np.arange(-4, 4, dtype=np.int64)
+    for got, want in zip(run(simplified, [SPECIAL, n]), run(parse_graph(IEEE_IN), [SPECIAL, n])):
+        assert same_bits(got, want), (got, want)
+
+
+MOVES_IN = """\
+graph moves(%x: f32[2,3]) -> (f32[2,3], f32[3,2], f32[2,3], f32[6], f32[2,3]) {
+  %0 : f32[3,2] = permute(%x, perm=(1,0))
+  %1 : f32[2,3] = permute(%0, perm=(1,0))
+  %2 : f32[6]   = reshape(%x, shape=(6,))
+  %3 : f32[3,2] = reshape(%2, shape=(3,2))
+  %4 : f32[2,3] = reshape(%3, shape=(2,3))
+  %5 : f32[2,3] = neg(%x)
+  %6 : f32[2,3] = neg(%5)
+  %7 : f32[2,3] = expand(%6, shape=(2,3))
+  %8 : f32[2,3] = slice(%7, starts=(0,0), stops=(2,3), steps=(1,1))
+  %9 : f32[2,3] = pow(%x, 2.0:f32)
+  return %1, %0, %4, %2, %9
+}"""
+
+MOVES_OUT = """\
+graph moves(%x: f32[2,3]) -> (f32[2,3], f32[3,2], f32[2,3], f32[6], f32[2,3]) {
+  %0 : f32[3,2] = permute(%x, perm=(1,0))
+  %1 : f32[6]   = reshape(%x, shape=(6,))
+  %2 : f32[3,2] = reshape(%x, shape=(3,2))
+  %3 : f32[2,3] = neg(%x)
+  %4 : f32[2,3] = mul(%x, %x)
+  return %x, %0, %x, %1, %4
+}"""
+
+
+def test_movement_round_trips_and_identities_disappear() -> None:
+    simplified = apply(simplify, MOVES_IN)
+    assert format_graph(simplified) == MOVES_OUT
+    x = np.linspace(-3, 3, 6, dtype=np.float32).reshape(2, 3)
+    for got, want in zip(run(simplified, [x]), run(parse_graph(MOVES_IN), [x])):
+        assert same_bits(got, want)
+
+
+DETACH = """\
+graph stop(%x: f32[3]) -> f32[3] {
+  %0 : f32[3] = detach(%x)
+  %1 : f32[3] = mul(%0, %x)
+  return %1
+}"""
+
+
+def test_detach_is_kept_until_gradients_are_taken() -> None:
+    assert format_graph(apply(simplify, DETACH)) == DETACH
+    assert format_graph(apply(lambda g: simplify(g, after_autodiff=True), DETACH)) == """\
+graph stop(%x: f32[3]) -> f32[3] {
+  %0 : f32[3] = mul(%x, %x)
+  return %0
+}"""
+    split = apply(lambda g: differentiate(g, [0], [0]), DETACH)
+    assert format_graph(split.backward) == """\
+graph stop_backward(%saved0: f32[3], %grad0: f32[3]) -> f32[3] {
+  %0 : f32[3] = mul(%grad0, %saved0)
+  return %0
+}"""  # d/dx (stop(x) * x) = stop(x): only the second operand is differentiated
+
+
+# ----------------------------------------------------------------------------------------------------
+# CSE and DCE
+
+
+CSE_IN = """\
+graph twice(%x: f32[2,3], %y: f32[2,3], %seed: i64[]) -> (f32[2,3], f32[2,3], f32[2,3], f32[2,3], f32[2,3]) {
+  %0  : f32[2,3] = mul(%x, %y)                                  # a  model.py:1
+  %1  : f32[2,3] = mul(%x, %y)                                  # b  model.py:2
+  %2  : f32[2,3] = exp(%0)                                      # a  model.py:3
+  %3  : f32[2,3] = exp(%1)                                      # b  model.py:4
+  %4  : f32[2,3] = add(%2, %3)                                  # -  model.py:5
+  %5  : f32[2,3] = mul(%x, 0.0:f32)                             # -  model.py:6
+  %6  : f32[2,3] = mul(%x, -0.0:f32)                            # -  model.py:7
+  %7  : f32[1,3] = sum(%x, axes=(0,))                           # -  model.py:8
+  %8  : f32[2,1] = sum(%x, axes=(1,))                           # -  model.py:9
+  %9  : f32[2,3] = rand_uniform(%seed, shape=(2,3), dtype=f32)  # -  model.py:10
+  %10 : f32[2,3] = rand_uniform(%seed, shape=(2,3), dtype=f32)  # -  model.py:11
+  %11 : f32[2,3] = sub(%9, %10)                                 # -  model.py:12
+  %12 : f32[2,3] = expand(%7, shape=(2,3))                      # -  model.py:13
+  %13 : f32[2,3] = expand(%8, shape=(2,3))                      # -  model.py:14
+  %14 : f32[2,3] = sub(%12, %13)                                # -  model.py:15
+  return %4, %5, %6, %11, %14
+}"""
+
+CSE_OUT = """\
+graph twice(%x: f32[2,3], %y: f32[2,3], %seed: i64[]) -> (f32[2,3], f32[2,3], f32[2,3], f32[2,3], f32[2,3]) {
+  %0  : f32[2,3] = mul(%x, %y)                                  # a  model.py:1
+  %1  : f32[2,3] = exp(%0)                                      # a  model.py:3
+  %2  : f32[2,3] = add(%1, %1)                                  # -  model.py:5
+  %3  : f32[2,3] = mul(%x, 0.0:f32)                             # -  model.py:6
+  %4  : f32[2,3] = mul(%x, -0.0:f32)                            # -  model.py:7
+  %5  : f32[1,3] = sum(%x, axes=(0,))                           # -  model.py:8
+  %6  : f32[2,1] = sum(%x, axes=(1,))                           # -  model.py:9
+  %7  : f32[2,3] = rand_uniform(%seed, shape=(2,3), dtype=f32)  # -  model.py:10
+  %8  : f32[2,3] = rand_uniform(%seed, shape=(2,3), dtype=f32)  # -  model.py:11
+  %9  : f32[2,3] = sub(%7, %8)                                  # -  model.py:12
+  %10 : f32[2,3] = expand(%5, shape=(2,3))                      # -  model.py:13
+  %11 : f32[2,3] = expand(%6, shape=(2,3))                      # -  model.py:14
+  %12 : f32[2,3] = sub(%10, %11)                                # -  model.py:15
+  return %2, %3, %4, %9, %12
+}"""
+
+
+def test_cse_golden() -> None:
+    """Equal op, operands and attributes merge (chains too, keeping the first's scope and line); literals
+    that differ only in the sign of zero, different attributes and random draws do not."""
+    merged = apply(cse, CSE_IN)
+    assert format_graph(merged) == CSE_OUT
+    x, y = SPECIAL.reshape(2, 4)[:, :3].copy(), np.full((2, 3), -1.0, np.float32)
+    seed = np.array(5, np.int64)
+    with np.errstate(invalid="ignore"):  # inf + -inf in the sums (numpy warns; the result is nan either way)
+        pairs = list(zip(run(merged, [x, y, seed]), run(parse_graph(CSE_IN), [x, y, seed])))
+    for got, want in pairs:
+        assert same_bits(got, want)
+
+
+DCE_IN = """\
+graph dead(%x: f32[3], %unused: f32[3]) -> f32[3] {
+  %0 : f32[3] = exp(%x)
+  %1 : f32[3] = log(%x)
+  %2 : f32[3] = mul(%1, %unused)
+  %3 : f32[3] = neg(%0)
+  %4 : f32[3] = tanh(%3)
+  return %3
+}"""
+
+DCE_OUT = """\
+graph dead(%x: f32[3], %unused: f32[3]) -> f32[3] {
+  %0 : f32[3] = exp(%x)
+  %1 : f32[3] = neg(%0)
+  return %1
+}"""
+
+
+def test_dce_golden_keeps_every_input() -> None:
+    assert format_graph(apply(dce, DCE_IN)) == DCE_OUT
+    assert format_graph(apply(dce, DCE_OUT)) == DCE_OUT
+
+
+@pytest.mark.parametrize("name", ["simplify", "simplify_after_autodiff", "cse", "dce"])
+@pytest.mark.parametrize("text", [FOLD_IN, IEEE_IN, MOVES_IN, DETACH, CSE_IN, DCE_IN],
+                         ids=["fold", "ieee", "moves", "detach", "cse", "dce"])
+def test_every_pass_is_pure_and_idempotent(name: str, text: str) -> None:
+    transform = {"simplify": simplify, "simplify_after_autodiff": lambda g: simplify(g, after_autodiff=True),
+                 "cse": cse, "dce": dce}[name]
+    once = apply(transform, text)
+    assert format_graph(apply(transform, format_graph(dce(once)))) == format_graph(dce(once))
+
+
+# ----------------------------------------------------------------------------------------------------
+# autodiff partitioning
+
+
+LAYER = """\
+graph layer(%x: f32[2,3], %w: f32[3,4], %b: f32[4], %frozen: f32[4]) -> (f32[2,4], f32[]) {
+  %0 : f32[2,4] = matmul(%x, %w)                 # l1  model.py:3
+  %1 : f32[1,4] = reshape(%b, shape=(1,4))       # l1  model.py:3
+  %2 : f32[2,4] = expand(%1, shape=(2,4))        # l1  model.py:3
+  %3 : f32[2,4] = add(%0, %2)                    # l1  model.py:3
+  %4 : f32[2,4] = tanh(%3)                       # -   model.py:4
+  %5 : f32[1,4] = reshape(%frozen, shape=(1,4))  # -   model.py:5
+  %6 : f32[2,4] = expand(%5, shape=(2,4))        # -   model.py:5
+  %7 : f32[2,4] = mul(%4, %6)                    # -   model.py:5
+  %8 : f32[1,1] = sum(%7, axes=(0,1))            # -   model.py:6
+  %9 : f32[]    = reshape(%8, shape=())          # -   model.py:6
+  return %4, %9
+}"""
+
+LAYER_FORWARD = """\
+graph layer(%x: f32[2,3], %w: f32[3,4], %b: f32[4], %frozen: f32[4]) -> (f32[2,4], f32[], f32[2,4], f32[2,4], f32[4,3]) {
+  %0  : f32[2,4] = matmul(%x, %w)                 # l1  model.py:3
+  %1  : f32[1,4] = reshape(%b, shape=(1,4))       # l1  model.py:3
+  %2  : f32[2,4] = expand(%1, shape=(2,4))        # l1  model.py:3
+  %3  : f32[2,4] = add(%0, %2)                    # l1  model.py:3
+  %4  : f32[2,4] = tanh(%3)                       # -   model.py:4
+  %5  : f32[1,4] = reshape(%frozen, shape=(1,4))  # -   model.py:5
+  %6  : f32[2,4] = expand(%5, shape=(2,4))        # -   model.py:5
+  %7  : f32[2,4] = mul(%4, %6)                    # -   model.py:5
+  %8  : f32[1,1] = sum(%7, axes=(0,1))            # -   model.py:6
+  %9  : f32[]    = reshape(%8, shape=())          # -   model.py:6
+  %10 : f32[2,4] = mul(%4, %4)                    # -   model.py:4
+  %11 : f32[2,4] = sub(1.0:f32, %10)              # -   model.py:4
+  %12 : f32[4,3] = permute(%w, perm=(1,0))        # l1  model.py:3
+  return %4, %9, %6, %11, %12
+}"""
+
+LAYER_BACKWARD = """\
+graph layer_backward(%saved0: f32[2,4], %saved1: f32[2,4], %saved2: f32[4,3], %grad0: f32[2,4], %grad1: f32[]) -> (f32[2,3], f32[4]) {
+  %0 : f32[1,1] = reshape(%grad1, shape=(1,1))  # -   model.py:6
+  %1 : f32[2,4] = expand(%0, shape=(2,4))       # -   model.py:6
+  %2 : f32[2,4] = mul(%1, %saved0)              # -   model.py:5
+  %3 : f32[2,4] = add(%grad0, %2)               # -   model.py:5
+  %4 : f32[2,4] = mul(%3, %saved1)              # -   model.py:4
+  %5 : f32[1,4] = sum(%4, axes=(0,))            # l1  model.py:3
+  %6 : f32[4]   = reshape(%5, shape=(4,))       # l1  model.py:3
+  %7 : f32[2,3] = matmul(%4, %saved2)           # l1  model.py:3
+  return %7, %6
+}"""
+
+
+def test_autodiff_partition_golden() -> None:
+    """Forward returns its outputs, then what backward needs; backward takes those, then one gradient per
+    differentiated output, and returns the gradients of the `wrt` inputs in order."""
+    split = apply(lambda g: differentiate(g, [0, 2], [0, 1]), LAYER)
+    assert format_graph(split.forward) == LAYER_FORWARD
+    assert format_graph(split.backward) == LAYER_BACKWARD
+    assert (split.saved_inputs, split.saved_count, split.wrt, split.differentiated) == ((), 3, (0, 2), (0, 1))
+    saved_types = [v.type for v in split.forward.outputs[2:]]
+    assert [v.type for v in split.backward.inputs[:3]] == saved_types
+
+
+def test_autodiff_partition_computes_eager_gradients() -> None:
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in ((2, 3), (3, 4), (4,), (4,))]
+    cotangents = [rng.standard_normal((2, 4)).astype(np.float32), np.array(0.5, np.float32)]
+    for wrt, outputs in (([0, 2], [0, 1]), ([1, 2, 3], [1]), ([3], [0])):
+        split = apply(lambda g, wrt=wrt, outputs=outputs: differentiate(g, wrt, outputs), LAYER)
+        forward = run(split.forward, arrays)
+        saved = [arrays[i] for i in split.saved_inputs] + forward[2:]
+        grads = run(split.backward, saved + [cotangents[i] for i in outputs])
+        leaves = [jitorch.tensor(a, requires_grad=i in wrt) for i, a in enumerate(arrays)]
+        x, w, b, frozen = leaves
+        hidden = (x @ w + b).tanh()
+        results = [hidden, (hidden * frozen).sum()]
+        total = sum((results[i] * jitorch.tensor(cotangents[i])).sum() for i in outputs)
+        expected = jitorch.autograd.grad(total, [leaves[i] for i in wrt], allow_unused=True) \
+            if total.requires_grad else [None] * len(wrt)
+        assert len(grads) == len(wrt)
+        for i, got, want in zip(wrt, grads, expected):
+            assert got.shape == arrays[i].shape
+            want_array = np.zeros_like(arrays[i]) if want is None else want.numpy()
+            np.testing.assert_allclose(got, want_array, rtol=1e-5, atol=1e-6, err_msg=f"wrt {wrt}, input {i}")
+        for got, want in zip(forward[:2], results):
+            np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_autodiff_of_an_input_no_output_depends_on_is_zero_made_in_backward() -> None:
+    split = apply(lambda g: differentiate(g, [0, 3], [0]), LAYER)  # output 0 does not use %frozen
+    assert [str(v.type) for v in split.backward.outputs] == ["f32[2,3]", "f32[4]"]
+    zeros = split.backward.outputs[1].producer  # not a saved forward output: nothing to keep alive
+    assert (zeros.op, zeros.attrs["value"]) == ("full", 0.0)
+    assert [str(v.type) for v in split.forward.outputs] == ["f32[2,4]", "f32[]", "f32[2,4]", "f32[4,3]"]
+
+
+def test_autodiff_keeps_zeros_of_slice_gradients_out_of_the_forward_graph() -> None:
+    split = apply(lambda g: differentiate(g, [0], [0]), """\
+graph window(%x: f32[6,4]) -> f32[2,4] {
+  %0 : f32[2,4] = slice(%x, starts=(1,0), stops=(3,4), steps=(1,1))
+  %1 : f32[2,4] = exp(%0)
+  return %1
+}""")
+    assert "f32[6,4]" not in [str(v.type) for v in split.forward.outputs]  # no zeros saved for backward
+    assert [node.op for node in split.backward.nodes] == ["mul", "full", "slice_scatter"]
