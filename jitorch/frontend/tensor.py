@@ -237,9 +237,7 @@ class Tensor(OpVocabulary):
         return self._need_data("tolist()").tolist()
 
     def item(self) -> Any:
-        if self.numel() != 1:
-            raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
-        return self._need_data("item()").reshape(()).item()
+        return self._scalar("item()")
 
     def __bool__(self) -> bool:
         if self.numel() != 1:
@@ -247,10 +245,15 @@ class Tensor(OpVocabulary):
         return bool(self._need_data("bool()").reshape(()))
 
     def __float__(self) -> float:
-        return float(self.item())
+        return float(self._scalar("float()"))
 
     def __int__(self) -> int:
-        return int(self.item())
+        return int(self._scalar("int()"))
+
+    def _scalar(self, what: str) -> Any:
+        if self.numel() != 1:
+            raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
+        return self._need_data(what).reshape(()).item()
 
     def __index__(self) -> int:
         if self.dtype.is_floating_point or self.numel() != 1:

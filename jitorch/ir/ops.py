@@ -347,7 +347,7 @@ def _extreme_vjp(g: Any, out: Any, x: Any, *, axes: tuple[int, ...]) -> tuple:
 
 
 def _np_reduce(fn: Callable) -> Callable:
-    return lambda x, *, axes: fn(x, axis=axes, keepdims=True)
+    return _quiet(lambda x, *, axes: fn(x, axis=axes, keepdims=True))
 
 
 register("sum", REDUCE, _reduce_infer("sum", "floating_point", "integer"), _np_reduce(np.sum), _sum_vjp,
