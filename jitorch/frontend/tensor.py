@@ -17,7 +17,7 @@ from jitorch.ir import dtypes
 from jitorch.ir.dtypes import DType
 from jitorch.ir.ops import OPS
 from jitorch.ir.types import Literal, TensorType
-from jitorch.ir.vocabulary import OpVocabulary, Scalar, normalize_dim, shape_args
+from jitorch.ir.vocabulary import OpVocabulary, normalize_dim
 
 # PyTorch's names of the element types, as its messages and type() strings spell them
 _SCALAR_NAMES = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long", "bool": "Bool"}
@@ -241,7 +241,7 @@ class Tensor(OpVocabulary):
 
     def __bool__(self) -> bool:
         if self.numel() != 1:
-            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
         return bool(self._need_data("bool()").reshape(()))
 
     def __float__(self) -> float:
@@ -349,11 +349,9 @@ class Tensor(OpVocabulary):
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self._grad_fn is not None:
             self._grad_fn.register_prehook(hook)
-            hooks, owner = self._grad_fn.pre_hooks, self._grad_fn
-        else:
-            self._hooks = (self._hooks or []) + [hook]
-            hooks, owner = self._hooks, self
-        return _RemovableHook(owner, hook)
+            return _RemovableHook(self._grad_fn, hook)
+        self._hooks = (self._hooks or []) + [hook]
+        return _RemovableHook(self, hook)
 
     def backward(self, gradient: Any = None, retain_graph: bool | None = None, create_graph: bool = False,
                  inputs: Any = None) -> None:
@@ -372,7 +370,10 @@ class Tensor(OpVocabulary):
 
     @property
     def data(self) -> Tensor:
-        out = Tensor._wrap(self._data, self.dtype) if self._data is not None else Tensor._symbolic(self.shape, self.dtype)
+        if self._data is None:
+            out = Tensor._symbolic(self.shape, self.dtype)
+        else:
+            out = Tensor._wrap(self._data, self.dtype)
         out._version = self._version
         return out
 
@@ -539,7 +540,8 @@ class Tensor(OpVocabulary):
         if len(shape) == 1 and isinstance(shape[0], DType):
             raise NotImplementedError("view(dtype) reinterprets bits, which jitorch does not support")
         out = self.reshape(*shape)
-        if out is not self and self._data is not None and not np.may_share_memory(out._data, self._data) and out.numel():
+        copied = self._data is not None and not np.may_share_memory(out._data, self._data)
+        if out is not self and copied and out.numel():
             raise RuntimeError(f"view size is not compatible with input tensor's size and stride (at least one "
                                f"dimension spans across two contiguous subspaces). Use .reshape(...) instead. "
                                f"(input shape {list(self.shape)}, view shape {list(out.shape)})")

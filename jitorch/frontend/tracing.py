@@ -112,7 +112,8 @@ class Recorder:
     def name_modules(self, root: Any, prefix: str = "") -> None:
         for path, module in root.named_modules(prefix=prefix):
             self.module_paths.setdefault(id(module), path)
-            for name, tensor in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+            owned = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
+            for name, tensor in owned:
                 self.names.setdefault(id(tensor), f"{path}.{name}" if path else name)
                 self.sources.setdefault(id(tensor), (module, name))
 

@@ -36,7 +36,8 @@ _TOKEN = re.compile(rf"""
   | (?P<punct>->|[()\[\],=:{{}}])
   | (?P<comment>\#.*)
 """, re.VERBOSE)
-_HEADER = re.compile(rf"\s*graph\s+(?P<name>{_STRING}|[^\s\"(]+)\s*\((?P<params>.*)\)\s*->\s*(?P<results>.*?)\s*\{{\s*$")
+_HEADER = re.compile(
+    rf"\s*graph\s+(?P<name>{_STRING}|[^\s\"(]+)\s*\((?P<params>.*)\)\s*->\s*(?P<results>.*?)\s*\{{\s*$")
 _COMMENT_WORD = re.compile(rf"{_STRING}|\S+")
 _USES = re.compile(r"uses=\d+")
 _WORDS = {"true": True, "false": False, "none": None}

@@ -757,7 +757,8 @@ class OpVocabulary:
             raise RuntimeError("stack expects a non-empty TensorList")
         shapes = {tuple(t.shape) for t in tensors}
         if len(shapes) != 1:
-            raise RuntimeError(f"stack expects each tensor to be equal size, but got {[list(t.shape) for t in tensors]}")
+            sizes = [list(t.shape) for t in tensors]
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got {sizes}")
         axis = normalize_dim(dim, tensors[0].ndim + 1)
         return self._cat([t.unsqueeze(axis) for t in tensors], axis)
 
