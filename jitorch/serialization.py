@@ -14,7 +14,8 @@ plain values are themselves (infinite and NaN floats use JSON's common extension
 lists are arrays, and everything else is a one-key object:
 `{"tensor": name}` (plus `"requires_grad": true` and `"parameter": true` when so), `{"tuple": [...]}`,
 `{"dict": [[key, value], ...]}` (keys of any plain type, in order), `{"ordered_dict": ...}`,
-`{"counter": ...}`, `{"dtype": "float32"}`, `{"size": [...]}`, `{"device": "cpu"}`. A tensor object reached twice is stored once and loads as one object; distinct
+`{"counter": ...}`, `{"dtype": "float32"}`, `{"size": [...]}`, `{"device": "cpu"}`. A tensor object
+reached twice is stored once and loads as one object; distinct
 tensors that share memory (views) are stored separately and load as independent tensors.
 
 Anything else (a whole nn.Module, a namedtuple, a numpy array) is pickled into the same container:
