@@ -9,39 +9,11 @@ import pytest
 import jitorch
 from jitorch import nn
 from jitorch.nn import functional_layers as F
+from tests.nn_reference import close, gradcheck, t
 
 RNG = np.random.default_rng(1)
 
 
-def t(array: np.ndarray, requires_grad: bool = False) -> jitorch.Tensor:
-    return jitorch.tensor(np.asarray(array), requires_grad=requires_grad)
-
-
-def close(actual: jitorch.Tensor, expected: np.ndarray, rtol: float = 1e-5, atol: float = 1e-5) -> None:
-    np.testing.assert_allclose(actual.detach().numpy(), expected, rtol=rtol, atol=atol)
-
-
-def gradcheck(fn, arrays: list[np.ndarray], rtol: float = 1e-5, atol: float = 1e-6) -> None:
-    """Backward of sum(fn(*inputs) * cotangent) against central differences, every input, float64."""
-    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
-    inputs = [t(a, requires_grad=True) for a in arrays]
-    out = fn(*inputs)
-    cotangent = RNG.standard_normal(tuple(out.shape))
-    (out * t(cotangent)).sum().backward()
-
-    def loss(values: list[np.ndarray]) -> float:
-        with jitorch.no_grad():
-            return float((fn(*[t(v) for v in values]).numpy() * cotangent).sum())
-
-    eps = 1e-6
-    for i, array in enumerate(arrays):
-        numeric = np.zeros_like(array)
-        for j in range(array.size):
-            plus, minus = [a.copy() for a in arrays], [a.copy() for a in arrays]
-            plus[i].flat[j] += eps
-            minus[i].flat[j] -= eps
-            numeric.flat[j] = (loss(plus) - loss(minus)) / (2 * eps)
-        np.testing.assert_allclose(inputs[i].grad.numpy(), numeric, rtol=rtol, atol=atol, err_msg=f"input {i}")
 
 
 def ref_normalize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> np.ndarray:

@@ -210,3 +210,13 @@ def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator: Any =
             rows_to_zero = jitorch.randperm(rows, generator=generator)[:zeros_per_column]
             tensor[rows_to_zero, column] = 0
     return tensor
+
+
+def default_layer_init_(weight: Tensor, bias: Tensor | None) -> None:
+    """PyTorch's initialization of Linear and Conv layers: weight kaiming_uniform_(a=sqrt(5)), which is
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the bias from the same range."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = _calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        uniform_(bias, -bound, bound)
