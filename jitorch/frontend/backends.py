@@ -22,4 +22,11 @@ def interpreter(graph: Any, timings: dict[str, float]) -> Executable:
     return run
 
 
-BACKENDS: dict[str, Callable[[Any, dict[str, float]], Executable]] = {"interpreter": interpreter}
+def llvm(graph: Any, timings: dict[str, float]) -> Executable:
+    # imported here: llvmlite loads only when something is compiled
+    from jitorch.codegen.backend import llvm_backend
+
+    return llvm_backend(graph, timings)
+
+
+BACKENDS: dict[str, Callable[[Any, dict[str, float]], Executable]] = {"interpreter": interpreter, "llvm": llvm}

@@ -1,0 +1,1 @@
+"""Benchmarks: workloads timed eager vs compiled vs numpy (see workloads.py)."""

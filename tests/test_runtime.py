@@ -1,0 +1,168 @@
+"""The compiled-graph runtime: fresh outputs and the output pool, intermediates sharing memory by
+liveness, input checks, threads, and a small MLP trained with compiled forward and backward graphs."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import jitorch
+from jitorch.codegen import runtime
+from jitorch.codegen.backend import llvm_backend
+from jitorch.ir import dtypes
+from jitorch.ir.graph import GraphBuilder
+from jitorch.ir.types import ShapeError, TensorType
+
+F32 = dtypes.float32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def private_cache(tmp_path_factory: pytest.TempPathFactory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JITORCH_CACHE_DIR", str(tmp_path_factory.mktemp("jitorch-cache")))
+        yield
+
+
+def two_layer_graph() -> GraphBuilder:
+    """x -> matmul -> tanh -> matmul -> exp, with a transposed view of the first activation returned."""
+    b = GraphBuilder("two_layers")
+    x = b.add_input("x", TensorType((64, 128), F32))
+    w1 = b.add_input("w1", TensorType((128, 256), F32))
+    w2 = b.add_input("w2", TensorType((256, 128), F32))
+    h = x.matmul(w1).tanh()
+    b.set_outputs([(h.matmul(w2) * 0.5).exp(), h.permute(1, 0)])
+    return b
+
+
+def inputs(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=s).astype(np.float32) * 0.1 for s in ((64, 128), (128, 256), (256, 128))]
+
+
+def reference(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    x, w1, w2 = arrays
+    h = np.tanh(x @ w1)
+    return [np.exp((h @ w2) * 0.5), h.T]
+
+
+def test_outputs_are_fresh_and_never_overwritten_by_later_calls() -> None:
+    run = llvm_backend(two_layer_graph().build(), {})
+    first_inputs, second_inputs = inputs(0), inputs(1)
+    first = run(first_inputs)
+    kept = [a.copy() for a in first]
+    second = run(second_inputs)
+    for a, b in zip(first, second):
+        assert not np.shares_memory(a, b)
+    for a, b in zip(first, kept):
+        np.testing.assert_array_equal(a, b)
+    for got, want in zip(second, reference(second_inputs)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_output_pool_reuses_an_array_once_nothing_else_refers_to_it() -> None:
+    run = llvm_backend(two_layer_graph().build(), {})
+    arrays = inputs()
+    out = run(arrays)[0]
+    address = out.ctypes.data
+    held = run(arrays)[0]  # `out` is still referred to: a different array
+    assert held.ctypes.data != address
+    del out
+    again = run(arrays)[0]
+    assert again.ctypes.data == address
+
+
+def test_intermediates_with_disjoint_lifetimes_share_memory() -> None:
+    # five buffers in a chain: each lives from the step making it to the step reading it
+    sizes = [4096, 4096, 8192, 4096, 1024]
+    lifetimes = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    blocks, placement = runtime.plan_memory(sizes, lifetimes)
+    assert len(blocks) == 2 and sum(blocks) < sum(sizes)
+    for i in range(len(sizes) - 1):  # neighbours overlap in time, so never in memory
+        assert placement[i][0] != placement[i + 1][0]
+    b = GraphBuilder("chain")
+    x = b.add_input("x", TensorType((256, 256), F32))
+    w = b.add_input("w", TensorType((256, 256), F32))
+    y = x
+    for _ in range(4):
+        y = (y.matmul(w) * 0.01).relu()
+    b.set_outputs([y])
+    run = llvm_backend(b.build(), {})
+    intermediate = 256 * 256 * 4
+    assert run.planned_bytes <= 2 * intermediate  # 7 intermediates, two alive at a time
+    rng = np.random.default_rng(2)
+    xs, ws = rng.normal(size=(256, 256)).astype(np.float32), rng.normal(size=(256, 256)).astype(np.float32)
+    want = xs
+    for _ in range(4):
+        want = np.maximum((want @ ws) * np.float32(0.01), 0)
+    np.testing.assert_allclose(run([xs, ws])[0], want, rtol=1e-4, atol=1e-6)
+
+
+def test_bad_inputs_raise_like_the_interpreter() -> None:
+    run = llvm_backend(two_layer_graph().build(), {})
+    x, w1, w2 = inputs()
+    with pytest.raises(ShapeError, match="expects f32"):
+        run([x[:10], w1, w2])
+    with pytest.raises(TypeError, match="expects f32"):
+        run([x.astype(np.float64), w1, w2])
+    with pytest.raises(TypeError, match="expected 3 inputs"):
+        run([x, w1])
+
+
+def test_thread_count_api() -> None:
+    previous = jitorch.get_num_threads()
+    try:
+        jitorch.set_num_threads(1)
+        assert jitorch.get_num_threads() == runtime.get_num_threads() == 1
+        with pytest.raises(ValueError):
+            jitorch.set_num_threads(0)
+    finally:
+        jitorch.set_num_threads(previous)
+    script = "import jitorch; print(jitorch.get_num_threads())"
+    found = subprocess.run([sys.executable, "-c", script], env={"JITORCH_NUM_THREADS": "3", "PATH": ""},
+                           capture_output=True, text=True, check=True, cwd=str(__import__("pathlib").Path(
+                               __file__).resolve().parents[1]))
+    assert found.stdout.strip() == "3"
+
+
+def test_compiled_training_of_a_small_mlp_matches_eager() -> None:
+    from jitorch.frontend.functional import log_softmax
+
+    def make() -> list[jitorch.Tensor]:
+        jitorch.manual_seed(0)
+        return [(jitorch.randn(20, 32) * 0.2).requires_grad_(), jitorch.zeros(32, requires_grad=True),
+                (jitorch.randn(32, 5) * 0.2).requires_grad_(), jitorch.zeros(5, requires_grad=True)]
+
+    def loss_of(params: list[jitorch.Tensor]):  # noqa: ANN202
+        w1, b1, w2, b2 = params
+
+        def loss(x: jitorch.Tensor, targets: jitorch.Tensor) -> jitorch.Tensor:
+            logits = (x @ w1 + b1).relu() @ w2 + b2
+            return -(log_softmax(logits, 1) * targets).sum() / x.shape[0]
+        return loss
+
+    rng = np.random.default_rng(3)
+    batches = [(jitorch.tensor(rng.normal(size=(16, 20)).astype(np.float32)),
+                jitorch.tensor(np.eye(5, dtype=np.float32)[rng.integers(0, 5, 16)])) for _ in range(4)]
+    eager_params, compiled_params = make(), make()
+    eager_loss, compiled_loss = loss_of(eager_params), jitorch.compile(loss_of(compiled_params), backend="llvm")
+    for x, targets in batches:
+        for params, fn in ((eager_params, eager_loss), (compiled_params, compiled_loss)):
+            value = fn(x, targets)
+            value.backward()
+            with jitorch.no_grad():
+                for p in params:
+                    p -= 0.5 * p.grad
+            grads = [p.grad.numpy().copy() for p in params]
+            for p in params:
+                p.grad = None
+            if fn is eager_loss:
+                eager_grads, eager_value = grads, value.item()
+            else:
+                np.testing.assert_allclose(value.item(), eager_value, rtol=1e-5, atol=1e-6)
+                for got, want in zip(grads, eager_grads):
+                    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert compiled_loss.stats["hits"] == 3 and compiled_loss.stats["compiles"] == 1
+    for got, want in zip(compiled_params, eager_params):
+        np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-4, atol=1e-6)
