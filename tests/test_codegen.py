@@ -148,7 +148,7 @@ def test_non_contiguous_inputs() -> None:
     compare(graph, [x_strided, y_strided])
 
 
-@pytest.mark.parametrize("dtype", (dtypes.float32, dtypes.int64, dtypes.bool_), ids=lambda d: d.name)
+@pytest.mark.parametrize("dtype", ALL, ids=lambda d: d.name)
 def test_reductions_every_axis_combination(dtype: dtypes.DType) -> None:
     builder = GraphBuilder(f"reduce_{dtype.short}")
     shape = (3, 4, 5)
@@ -200,27 +200,41 @@ def test_row_kernels_softmax_layer_norm() -> None:
     compare(builder.build(), [rng.normal(size=(6, 33)).astype(np.float32)])
 
 
-def test_movement_ops() -> None:
-    builder = GraphBuilder("movement")
-    x = builder.add_input("x", TensorType((4, 6), dtypes.float32))
-    y = builder.add_input("y", TensorType((4, 3), dtypes.float32))
-    doubled = x * 2.0
+@pytest.mark.parametrize("dtype", (dtypes.float32, dtypes.int64, dtypes.bool_), ids=lambda d: d.name)
+def test_movement_ops(dtype: dtypes.DType) -> None:
+    builder = GraphBuilder(f"movement_{dtype.short}")
+    x = builder.add_input("x", TensorType((4, 6), dtype))
+    y = builder.add_input("y", TensorType((4, 3), dtype))
+    changed = builder.emit("bitwise_not", x) if dtype.is_bool else x * 2
     outputs = [
-        doubled.permute(1, 0) + 1.0,
-        builder.emit("slice", doubled, starts=(1, 0), stops=(4, 6), steps=(2, 3)) * 3.0,
-        builder.emit("flip", doubled, axes=(0, 1)) - 1.0,
-        (x.reshape(2, 12) + 1.0).reshape(8, 3),
-        x.reshape(3, 8).permute(1, 0).reshape(2, 12) * 1.5,
+        changed.permute(1, 0),
+        builder.emit("slice", changed, starts=(1, 0), stops=(4, 6), steps=(2, 3)),
+        builder.emit("flip", changed, axes=(0, 1)),
+        builder.emit("maximum", x.reshape(2, 12), x.reshape(2, 12)).reshape(8, 3),
+        builder.emit("minimum", x.reshape(3, 8).permute(1, 0).reshape(2, 12), changed.reshape(2, 12)),
         builder.emit("cat", x, y, axis=1),
         builder.emit("cat", x.permute(1, 0), y.permute(1, 0), axis=0),
-        builder.emit("slice_scatter", x, y * 2.0, starts=(0, 1), stops=(4, 6), steps=(1, 2)),
+        builder.emit("slice_scatter", x, y, starts=(0, 1), stops=(4, 6), steps=(1, 2)),
         x.permute(1, 0),  # an output view of an input: copied
-        doubled.reshape(6, 4),  # an output view of a kernel's output
+        changed.reshape(6, 4),  # an output view of a kernel's output
         y.reshape(4, 3, 1).expand(4, 3, 5),  # a broadcast output: materialized
     ]
     builder.set_outputs(outputs)
     rng = np.random.default_rng(5)
-    compare(builder.build(), [rng.normal(size=(4, 6)).astype(np.float32), rng.normal(size=(4, 3)).astype(np.float32)])
+    compare(builder.build(), [sample(dtype, (4, 6), rng), sample(dtype, (4, 3), rng)])
+
+
+@pytest.mark.parametrize("dtype", (dtypes.float32, dtypes.int64), ids=lambda d: d.name)
+def test_matmul_and_its_epilogue(dtype: dtypes.DType) -> None:
+    builder = GraphBuilder(f"matmul_{dtype.short}")
+    a = builder.add_input("a", TensorType((2, 5, 7), dtype))
+    b = builder.add_input("b", TensorType((2, 7, 3), dtype))
+    bias = builder.add_input("bias", TensorType((3,), dtype))
+    product = a.matmul(b)
+    builder.set_outputs([builder.emit("relu", product + bias.reshape(1, 1, 3).expand(2, 5, 3)),
+                         a.permute(0, 2, 1).matmul(a), product])
+    rng = np.random.default_rng(9)
+    compare(builder.build(), [sample(dtype, s, rng, "y") for s in ((2, 5, 7), (2, 7, 3), (3,))])
 
 
 def test_sources_and_random() -> None:
@@ -258,11 +272,16 @@ def test_index_ops_and_errors() -> None:
     picked = builder.emit("index", x, rows)
     scattered = builder.emit("scatter_add", x, index, gathered + 1.0, axis=1)
     put = builder.emit("index_put", x, rows, picked * 3.0, accumulate=True)
-    builder.set_outputs([gathered.exp(), picked, scattered, put])
+    transposed = builder.emit("gather", x.permute(1, 0), rows.reshape(1, 3).expand(4, 3) + 1, axis=1)
+    # one view, read by an eager step as a numpy view and by a kernel as a contiguous copy
+    x_t = x.permute(1, 0)
+    overwritten = builder.emit("index_put", x_t, index, builder.emit("index", x_t, index) * 2.0, accumulate=False)
+    builder.set_outputs([gathered.exp(), picked, scattered, put, transposed, overwritten])
     graph = builder.build()
     good = [np.random.default_rng(7).normal(size=(5, 4)).astype(np.float32),
-            np.array([[0, 3], [1, 1], [2, 0], [3, 3], [0, 2]], np.int64), np.array([4, -1, 0], np.int64)]
+            np.array([[0, 3], [1, 1], [2, 0], [3, 3], [0, 2]], np.int64), np.array([3, -1, 0], np.int64)]
     compare(graph, good)
+    assert llvm_backend(graph, {}).eager_count == 3  # scatter_add and index_put run with numpy
     bad = [good[0], good[1].copy(), good[2]]
     bad[1][2, 1] = 4
     run = llvm_backend(graph, {})
@@ -330,10 +349,11 @@ def test_results_independent_of_thread_count() -> None:
         single = llvm_backend(graph, {})([data])
         runtime.set_num_threads(2)
         run = llvm_backend(graph, {})
-        run([data])  # the first calls measure each kernel
-        run([data])
+        kernels = [step for step in run.steps if isinstance(step, runtime._KernelStep)]
+        assert len(kernels) == 3 and all(step.extent > 1 for step in kernels)
+        for step in kernels:
+            step.parallel = True  # split across the pool whatever the timing would decide
         parallel = run([data])
-        assert any(step.parallel for step in run.steps if isinstance(step, runtime._KernelStep))
     finally:
         runtime.set_num_threads(previous)
     for a, b in zip(single, parallel):

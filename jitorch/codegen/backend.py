@@ -5,17 +5,27 @@
 
 Stage times go into `timings` (fusion, lowering, llvm, codegen); `JITORCH_DUMP=fusion,kernels,llvm,asm`
 prints the fused graph, the loop nests as pseudo-C, the optimized LLVM IR and the assembly.
+
+Building LLVM IR with llvmlite costs milliseconds per kernel, and the JIT's cache is keyed by that IR:
+so the IR text itself is kept next to the object code (`<cache dir>/ir/<key>.ll`), keyed by the loop
+nests and the source of the code generator, checked by sha256, and rebuilt when anything differs.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from jitorch import debug
 from jitorch.codegen import runtime
-from jitorch.codegen.jit import get_jit, optimize
+from jitorch.codegen import jit, llvm, loopnest, mathlib
+from jitorch.codegen.jit import get_jit
 from jitorch.codegen.llvm import build_module
 from jitorch.codegen.loopnest import Kernel, format_kernel
 from jitorch.codegen.lower import lower
@@ -60,7 +70,7 @@ def llvm_backend(graph: Graph, timings: dict[str, float]) -> Callable[[list[np.n
     module: Any = None
     if kernels:
         start = time.perf_counter()
-        text = build_module(graph.name, list(kernels.values()))
+        text = module_text(graph.name, list(kernels.values()))
         _timed(timings, "llvm", start)
         start = time.perf_counter()
         names = [k.name for k in kernels.values()]
@@ -74,12 +84,55 @@ def llvm_backend(graph: Graph, timings: dict[str, float]) -> Callable[[list[np.n
 
 def _dump_machine_code(name: str, text: str, module: Any, seconds: float) -> None:
     if debug.enabled("llvm"):
-        optimized = module.llvm_ir_optimized
-        if not optimized:  # the code came from the disk cache: optimize the IR again to show it
-            import llvmlite.binding as binding
-            parsed = binding.parse_assembly(text)
-            optimize(parsed)
-            optimized = str(parsed)
-        debug.dump("llvm", name, "optimized IR", optimized, seconds)
+        debug.dump("llvm", name, "optimized IR", module.llvm_ir_optimized, seconds)
     if debug.enabled("asm"):
         debug.dump("asm", name, "assembly", module.asm, seconds)
+
+
+_texts: dict[str, str] = {}  # in this process, by key
+
+
+@functools.cache
+def _generator_version() -> str:
+    """A hash of the code that turns loop nests into IR: cached IR is stale once any of it changes."""
+    digest = hashlib.sha256()
+    for module in (loopnest, llvm, mathlib):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
+
+
+def module_text(name: str, kernels: list[Kernel]) -> str:
+    """The LLVM IR of a module of `kernels`: from memory, from the disk cache, or built (and kept)."""
+    key = hashlib.sha256(f"{_generator_version()}\n{name}\n{kernels!r}".encode()).hexdigest()
+    text = _texts.get(key)
+    if text is not None:
+        return text
+    disk = os.environ.get("JITORCH_DISABLE_DISK_CACHE", "") in ("", "0")
+    path = jit.cache_dir() / "ir" / f"{key}.ll"
+    text = _read_text(path) if disk else None
+    if text is None:
+        text = build_module(name, kernels)
+        if disk:
+            _write_text(path, text)
+    _texts[key] = text
+    return text
+
+
+def _read_text(path: Path) -> str | None:
+    """The IR stored at `path` when its first line is the sha256 of the rest, else None."""
+    try:
+        checksum, _, text = path.read_text().partition("\n")
+    except (OSError, ValueError):
+        return None
+    return text if checksum == f"; sha256 {hashlib.sha256(text.encode()).hexdigest()}" else None
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".ll")
+        with os.fdopen(descriptor, "w") as file:
+            file.write(f"; sha256 {hashlib.sha256(text.encode()).hexdigest()}\n{text}")
+        os.replace(temporary, path)
+    except OSError:
+        pass  # the cache is an optimization: jit.py warns about an unwritable directory

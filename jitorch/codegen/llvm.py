@@ -30,7 +30,8 @@ from llvmlite import ir
 
 from jitorch.codegen import mathlib
 from jitorch.codegen.loopnest import (
-    Accumulate, Affine, Const, Expr, IndexValue, Kernel, Load, Local, Loop, Random, Reduction, Store, identity)
+    ARRAY_DATA_OFFSET, Accumulate, Affine, Const, Expr, Gather, IndexValue, Kernel, Load, Local, Loop, Random,
+    Reduction, Store, identity)
 from jitorch.ir import dtypes
 from jitorch.ir.dtypes import DType
 from jitorch.ir.ops import ELEMENTWISE, OPS
@@ -38,8 +39,6 @@ from jitorch.ir.ops import ELEMENTWISE, OPS
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 F32, F64 = ir.FloatType(), ir.DoubleType()
 PTR = ir.PointerType()
-ARRAY_DATA_OFFSET = 16  # offsetof(PyArrayObject, data) on 64-bit CPython: after ob_refcnt and ob_type
-ERRORS = {1: "integer division by zero", 2: "integer to a negative power"}
 _VALUE_TYPES = {"bool": I1, "int32": I32, "int64": I64, "float32": F32, "float64": F64}
 
 
@@ -455,6 +454,26 @@ class _KernelBuilder:
 
     # values --------------------------------------------------------------------------------------------
 
+    def _gather(self, expr: Gather, memo: dict[Expr, ir.Value]) -> ir.Value:
+        """A load at a checked data-dependent offset: a bad index reports error 4 and reads element 0 of
+        its dim instead (an empty dim reads nothing), so the load itself is always in bounds."""
+        b = self.builder
+        if any(size == 0 for _, _, size, _ in expr.terms):
+            self.scalar.fail_if(I1(1), 4)
+            return constant(0, expr.dtype)
+        total = self._index(expr.offset)
+        for index, stride, size, wraps in expr.terms:
+            position = self._expr(index, memo)
+            if position.type.width < 64:
+                position = b.sext(position, I64)
+            if wraps:
+                position = b.select(b.icmp_signed("<", position, I64(0)), b.add(position, I64(size)), position)
+            bad = b.icmp_unsigned(">=", position, I64(size))  # negative ones too, as unsigned
+            self.scalar.fail_if(bad, 4)
+            total = b.add(total, b.mul(b.select(bad, I64(0), position), I64(stride)))
+        pointer = b.gep(self.pointers[expr.param], [total], inbounds=True, source_etype=memory_type(expr.dtype))
+        return self._load_from(pointer, expr.dtype)
+
     def _index(self, index: Affine) -> ir.Value:
         b = self.builder
         total: ir.Value = I64(index.const)
@@ -491,6 +510,8 @@ class _KernelBuilder:
             value = constant(expr.value, expr.dtype)
         elif isinstance(expr, Load):
             value = self._load_from(self._address(expr.param, expr.offset, expr.dtype), expr.dtype)
+        elif isinstance(expr, Gather):
+            value = self._gather(expr, memo)
         elif isinstance(expr, Local):
             value = self.locals[expr.name]
         elif isinstance(expr, IndexValue):

@@ -23,10 +23,17 @@ atom (an exact floor division or remainder by a constant), so every map is repre
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
 from jitorch.ir.dtypes import DType
+
+# The kernel ABI: the entry reads each buffer's data pointer at this offset of its numpy array object
+# (offsetof(PyArrayObject, data) on 64-bit CPython: after ob_refcnt and ob_type), and returns 0 or an OR
+# of these error codes.
+ARRAY_DATA_OFFSET = 16
+ERRORS = {1: "integer division by zero", 2: "integer to a negative power", 4: "index out of range"}
+
 
 # ----------------------------------------------------------------------------------------------------
 # index algebra
@@ -192,6 +199,18 @@ class Load:
 
 
 @dataclass(frozen=True)
+class Gather:
+    """A load at an offset that depends on data: `offset` plus, per term (index, stride, size, wraps),
+    stride times the index value, checked against [0, size) after adding size to a negative one when
+    `wraps` (an index op's negative indices); an index out of range reads element 0 and reports an error."""
+
+    param: int
+    offset: Affine
+    terms: tuple[tuple[Expr, int, int, bool], ...]
+    dtype: DType
+
+
+@dataclass(frozen=True)
 class Local:
     """A per-row scalar: the result of a `Reduction` in an earlier stage of the same outer point."""
 
@@ -227,19 +246,23 @@ class Random:
     dtype: DType
 
 
-Expr = Union[Const, Load, Local, Apply, IndexValue, Random]
+Expr = Union[Const, Load, Gather, Local, Apply, IndexValue, Random]
 
 
 def map_affines(expr: Expr, fn: Callable[[Affine], Affine]) -> Expr:
     """`expr` with every index in it replaced by `fn(index)`."""
-    if isinstance(expr, Load):
-        return replace(expr, offset=fn(expr.offset))
-    if isinstance(expr, IndexValue):
-        return replace(expr, index=fn(expr.index))
-    if isinstance(expr, Random):
-        return replace(expr, seed=map_affines(expr.seed, fn), counter=fn(expr.counter))
-    if isinstance(expr, Apply):
-        return replace(expr, args=tuple(map_affines(a, fn) for a in expr.args))
+    kind = type(expr)
+    if kind is Load:
+        return Load(expr.param, fn(expr.offset), expr.dtype)
+    if kind is Apply:
+        return Apply(expr.op, tuple(map_affines(a, fn) for a in expr.args), expr.attrs, expr.dtype)
+    if kind is IndexValue:
+        return IndexValue(fn(expr.index), expr.dtype)
+    if kind is Random:
+        return Random(expr.kind, map_affines(expr.seed, fn), fn(expr.counter), expr.dtype)
+    if kind is Gather:
+        terms = tuple((map_affines(index, fn), stride, size, wraps) for index, stride, size, wraps in expr.terms)
+        return Gather(expr.param, fn(expr.offset), terms, expr.dtype)
     return expr
 
 
@@ -342,10 +365,14 @@ class Kernel:
 
 
 def map_statement(statement: Statement, fn: Callable[[Affine], Affine]) -> Statement:
+    """`statement` with every index in it replaced by `fn(index)`."""
+    expr = map_affines(statement.expr, fn)
     if isinstance(statement, Reduction):
         position = fn(statement.position) if statement.position is not None else None
-        return replace(statement, expr=map_affines(statement.expr, fn), position=position)
-    return replace(statement, offset=fn(statement.offset), expr=map_affines(statement.expr, fn))
+        return Reduction(statement.local, statement.op, expr, statement.dtype, position)
+    if isinstance(statement, Store):
+        return Store(statement.param, fn(statement.offset), expr)
+    return Accumulate(statement.param, fn(statement.offset), statement.op, expr)
 
 
 def statement_affines(statement: Statement) -> list[Affine]:
@@ -363,6 +390,10 @@ def format_expr(expr: Expr, params: tuple[Param, ...]) -> str:
         return str(expr.value).lower() if expr.dtype.is_bool else repr(expr.value)
     if isinstance(expr, Load):
         return f"{params[expr.param].name}[{expr.offset}]"
+    if isinstance(expr, Gather):
+        terms = "".join(f" + {stride}*checked({format_expr(index, params)}, {size}{', wraps' if wraps else ''})"
+                        for index, stride, size, wraps in expr.terms)
+        return f"{params[expr.param].name}[{expr.offset}{terms}]"
     if isinstance(expr, Local):
         return expr.name
     if isinstance(expr, IndexValue):

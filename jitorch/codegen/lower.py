@@ -17,17 +17,18 @@ as contiguous as the data allows, which is what the LLVM vectorizer needs.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 from jitorch.codegen.loopnest import (
-    Accumulate, Affine, Apply, Const, Expr, IndexValue, Kernel, Load, Local, Loop, Param, Random, Reduction,
-    Stage, Statement, Store, bounds, identity, map_statement, ravel, statement_affines, unravel)
+    Accumulate, Affine, Apply, Const, Expr, Gather, IndexValue, Kernel, Load, Local, Loop, Param, Random,
+    Reduction, Stage, Statement, Store, bounds, identity, map_statement, ravel, statement_affines, unravel)
 from jitorch.ir import dtypes
 from jitorch.ir.graph import Node, Value
 from jitorch.ir.ops import OPS, REDUCE
 from jitorch.ir.types import Literal
-from jitorch.passes.fusion import FULL, Step, is_inlined, row_shape
+from jitorch.passes.fusion import ALONE, FULL, Step, is_inlined, row_shape
 
 # ops worth keeping in a row rather than recomputing in a later stage
 EXPENSIVE = ("exp", "expm1", "log", "log1p", "tanh", "sigmoid", "erf", "sin", "cos", "pow")
@@ -43,8 +44,13 @@ class _Lowering:
         self.param_of: dict[int, int] = {}
         for i, value in enumerate(step.outputs):
             self.param_of[id(value)] = self._param(f"out{i}", value, "out")
+        self.inputs: set[int] = set()
         for i, value in enumerate(step.inputs):
             self.param_of[id(value)] = self._param(f"in{i}", value, "in")
+            self.inputs.add(id(value))
+        for original, held in step.read_from.items():
+            self.param_of[original] = self.param_of[id(held)]
+            self.inputs.add(original)
         self.extents: dict[str, int] = {}
         self.kept: dict[str, bool] = {}
         self.memo: dict[int, Expr] = {}
@@ -71,7 +77,7 @@ class _Lowering:
         if id(operand) in self.members:
             return self.member(operand)
         node = operand.producer
-        if not is_inlined(node):
+        if not is_inlined(node) or id(operand) in self.inputs:  # materialized: a buffer
             offset = flat if flat is not None else ravel(coords, operand.shape)
             return Load(self.param_of[id(operand)], offset, operand.dtype)
         if node.op == "reshape":
@@ -114,8 +120,11 @@ class _Lowering:
         node = value.producer
         assert OPS[node.op].kind != REDUCE, f"reduce %{value.name} used before its stage"
         coords = self.coords_of(value)
-        args = tuple(self.value(a, coords) for a in node.inputs)
-        expr = Apply(node.op, args, tuple(sorted(node.attrs.items())), node.output.dtype)
+        if node.op == "gather":
+            expr = self.gather(node, coords)
+        else:
+            args = tuple(self.value(a, coords) for a in node.inputs)
+            expr = Apply(node.op, args, tuple(sorted(node.attrs.items())), node.output.dtype)
         self.memo[id(value)] = expr
         return expr
 
@@ -125,7 +134,7 @@ class _Lowering:
     def space(self, shape: tuple[int, ...], axes: tuple[int, ...]) -> None:
         self.shape = shape
         self.axes = axes
-        self.full = tuple(self.new_var(f"v{d}", s, d not in axes) for d, s in enumerate(shape))
+        self.full = tuple(self.new_var(_var(d, axes), s, d not in axes) for d, s in enumerate(shape))
         self.row = tuple(Affine() if d in axes else c for d, c in enumerate(self.full))
 
     def coords_of(self, value: Value) -> tuple[Affine, ...]:
@@ -133,7 +142,7 @@ class _Lowering:
         return tuple(Affine() if d < 0 else self.full[d] for d in self.step.coords[id(value)])
 
     def loops(self, dims: list[int]) -> tuple[Loop, ...]:
-        return tuple(Loop(f"v{d}", self.shape[d]) for d in dims)
+        return tuple(Loop(_var(d, self.axes), self.shape[d]) for d in dims)
 
     def store(self, value: Value) -> Store:
         coords = self.coords_of(value)
@@ -249,8 +258,33 @@ class _Lowering:
             stages.append(Stage(inner_kept, tuple(epilogue)))
         return self.loops(outer), stages
 
+    def gather(self, node: Node, coords: tuple[Affine, ...]) -> Gather:
+        """gather at `coords`: the data element at the same point but for the index's value along axis."""
+        data, axis = node.inputs[0], node.attrs["axis"]
+        offset = ravel(tuple(Affine() if d == axis else c for d, c in enumerate(coords)), data.shape)
+        index = self.value(node.inputs[1], coords)
+        return Gather(self.param_of[id(data)], offset, ((index, _strides(data.shape)[axis], data.shape[axis], False),),
+                      data.dtype)
+
+    def index(self) -> tuple[tuple[Loop, ...], list[Stage]]:
+        """index: one pass over the output, loading the data at checked offsets (negative indices wrap)."""
+        node = self.step.nodes[0]
+        out, data, indices = node.output, node.inputs[0], node.inputs[1:]
+        self.space(out.shape, ())
+        strides = _strides(data.shape)
+        leading = len(indices[0].shape)
+        at = self.full[:leading]
+        terms = tuple((self.value(index, at), strides[d], data.shape[d], True) for d, index in enumerate(indices))
+        offset = ravel((Affine(),) * len(indices) + self.full[leading:], data.shape)
+        store = Store(self.param_of[id(out)], ravel(self.full, out.shape),
+                      Gather(self.param_of[id(data)], offset, terms, data.dtype))
+        dims = list(range(len(out.shape)))
+        return self.loops(dims[:1]), [Stage(self.loops(dims[1:]), (store,))]
+
     def assembly(self) -> tuple[tuple[Loop, ...], list[Stage]]:
         node = self.step.nodes[0]
+        if node.op == "index":
+            return self.index()
         out = node.output
         self.space(out.shape, ())
         stages = []
@@ -277,6 +311,20 @@ class _Lowering:
         stages.append(Stage(tuple(Loop(f"s{d}", n) for d, n in enumerate(source.shape)),
                             (Store(self.param_of[id(out)], ravel(target, out.shape), self.value(source, coords)),)))
         return (), stages
+
+
+def _strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Element strides of a contiguous array of `shape`."""
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+
+
+def _var(dim: int, axes: tuple[int, ...]) -> str:
+    """The loop variable of iteration dim `dim`: i<dim> when kept, r<dim> when reduced."""
+    return f"{'r' if dim in axes else 'i'}{dim}"
 
 
 def _member_roots(node: Node, members: dict[int, Node]) -> list[Value]:
@@ -326,13 +374,15 @@ def _collapse(outer: tuple[Loop, ...], stages: list[Stage], extents: dict[str, i
             return outer, stages
         a, b = pair
         extents[a] *= extents[b]
-
-        def merged(loops: tuple[Loop, ...]) -> tuple[Loop, ...]:
-            return tuple(Loop(a, extents[a]) if loop.var == a else loop for loop in loops if loop.var != b)
-
-        outer = merged(outer)
-        stages = [Stage(merged(s.loops), tuple(map_statement(st, lambda x: _merge(x, a, b)) for st in s.body))
+        outer = _merge_loops(outer, a, b, extents[a])
+        stages = [Stage(_merge_loops(s.loops, a, b, extents[a]),
+                        tuple(map_statement(st, functools.partial(_merge, a=a, b=b)) for st in s.body))
                   for s in stages]
+
+
+def _merge_loops(loops: tuple[Loop, ...], a: str, b: str, extent: int) -> tuple[Loop, ...]:
+    """Loop `a` takes loop `b` (directly inside it) in: one loop of `extent`."""
+    return tuple(Loop(a, extent) if loop.var == a else loop for loop in loops if loop.var != b)
 
 
 def _substitute_vars(index: Affine, mapping: dict[str, Affine]) -> Affine:
@@ -388,42 +438,20 @@ def _mergeable_in(index: Affine, a: str, b: str, extent_b: int) -> bool:
     return index.coefficient(a) == index.coefficient(b) * extent_b
 
 
-def _rename(outer: tuple[Loop, ...], stages: list[Stage], kept: dict[str, bool]) -> tuple[dict[str, str], Any]:
-    names: dict[str, str] = {}
-    counts = {True: 0, False: 0}
-    for loops in [outer] + [s.loops for s in stages]:
-        for loop in loops:
-            if loop.var not in names:
-                prefix = "i" if kept[loop.var] else "r"
-                names[loop.var] = f"{prefix}{counts[kept[loop.var]]}"
-                counts[kept[loop.var]] += 1
-    mapping = {old: Affine.of(new) for old, new in names.items()}
-
-    def rename(loops: tuple[Loop, ...]) -> tuple[Loop, ...]:
-        return tuple(Loop(names[loop.var], loop.extent) for loop in loops)
-
-    outer = rename(outer)
-    stages = [Stage(rename(s.loops), tuple(map_statement(st, lambda x: _substitute_vars(x, mapping)) for st in s.body))
-              for s in stages]
-    return names, (outer, stages)
-
-
 # ----------------------------------------------------------------------------------------------------
 
 
 def lower(step: Step, name: str) -> Kernel:
     """The loop nest of a kernel step, named `name` (the step's name made unique in its module)."""
     lowering = _Lowering(step, name)
-    if step.nodes and step.nodes[0].op in ("cat", "slice_scatter"):
+    if step.nodes and step.nodes[0].op in ALONE:
         outer, stages = lowering.assembly()
     else:
         lowering.space(step.shape, step.axes)
         outer, stages = lowering.columns() if step.columns else lowering.rows()
     extents = dict(lowering.extents)
     outer, stages = _collapse(outer, stages, extents, lowering.kept)
-    names, (outer, stages) = _rename(outer, stages, lowering.kept)
-    kept = {names[v]: k for v, k in lowering.kept.items() if v in names}
-    parallel = _parallel_var(outer, stages, kept, step.columns)
+    parallel = _parallel_var(outer, stages, lowering.kept, step.columns)
     span = math.prod(loop.extent for loop in outer)
     elements = sum(span * math.prod(loop.extent for loop in s.loops) for s in stages)
     parallel_extent = next((loop.extent for loops in [outer] + [s.loops for s in stages] for loop in loops
@@ -454,8 +482,9 @@ def _check_bounds(kernel: Kernel) -> None:
             for expr_index, param in _accesses(statement):
                 low, high = bounds(expr_index, extents)
                 size = kernel.params[param].size
+                name = kernel.params[param].name
                 assert 0 <= low and high < size, \
-                    f"{kernel.name}: index {expr_index} spans [{low}, {high}] outside {kernel.params[param].name}[{size}]"
+                    f"{kernel.name}: index {expr_index} spans [{low}, {high}] outside {name}[{size}]"
 
 
 def _accesses(statement: Statement) -> list[tuple[Affine, int]]:
@@ -467,6 +496,11 @@ def _accesses(statement: Statement) -> list[tuple[Affine, int]]:
         expr = stack.pop()
         if isinstance(expr, Load):
             found.append((expr.offset, expr.param))
+        elif isinstance(expr, Gather):  # the data-dependent part stays within [0, size) once checked
+            reach = Affine((), sum(stride * max(size - 1, 0) for _, stride, size, _ in expr.terms))
+            found.append((expr.offset, expr.param))
+            found.append((expr.offset + reach, expr.param))
+            stack.extend(index for index, _, _, _ in expr.terms)
         elif isinstance(expr, Apply):
             stack.extend(expr.args)
         elif isinstance(expr, Random):

@@ -11,10 +11,11 @@ calls of index ops) over slots holding arrays:
 - eager results and views, made per call.
 
 Kernels receive a table of array object addresses (Python ids; the kernel reads each data pointer from
-the object) and the (start, end) of their parallel loop. The first call of a kernel runs on the calling
-thread and is timed; kernels that take longer than a few thread-pool dispatches split their parallel
-loop across the pool from then on (ctypes releases the GIL). Results do not depend on the number of
-threads: every output element is computed by exactly one thread.
+the object) and the (start, end) of their parallel loop. Whether a kernel splits that loop across the
+thread pool (ctypes releases the GIL) is measured: its first calls run on the calling thread and are
+timed; if they take longer than a few pool round trips (measured when the pool starts), the next
+calls run on the pool and are timed too, and the kernel keeps whichever was faster. Results do not
+depend on the number of threads: every output element is computed by exactly one thread.
 
 `set_num_threads(n)` / `get_num_threads()`; the default is `JITORCH_NUM_THREADS` or the usable cores.
 """
@@ -31,11 +32,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from jitorch.codegen.llvm import ARRAY_DATA_OFFSET, ERRORS
-from jitorch.codegen.loopnest import Kernel
+from jitorch.codegen.loopnest import ARRAY_DATA_OFFSET, ERRORS, Kernel
 from jitorch.ir.graph import Graph, Value
 from jitorch.ir.ops import OPS
-from jitorch.ir.types import ShapeError
+from jitorch.ir.types import ShapeError, TensorType
 from jitorch.passes.fusion import EAGER, EXTERN_STEP, KERNEL, VIEW, FusionPlan, Step
 
 KernelFunction = Callable[[int, int, int], int]
@@ -43,9 +43,9 @@ _SIGNATURE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_int64, c
 _ALIGNMENT = 64
 _POOLED_BYTES = 1 << 16  # outputs smaller than this come from np.empty: malloc reuses those itself
 _POOL_DEPTH = 4  # arrays kept per shape and dtype
-_TIMED_CALLS = 2  # single-threaded calls timed before deciding whether a kernel uses the pool
-# a kernel goes parallel when it takes longer than this many pool round trips (dispatch + join)
-_PARALLEL_DISPATCHES = 4
+_TIMED_CALLS = 3  # calls timed on one thread, then (for long kernels) on the pool, before deciding
+# a kernel tries the pool when it takes longer than this many pool round trips (dispatch + join)
+_PARALLEL_DISPATCHES = 3
 
 
 def _check_array_layout() -> None:
@@ -166,6 +166,15 @@ def pool() -> _Pool:
         return _pool
 
 
+def _forget_pool_after_fork() -> None:
+    """A forked child (a DataLoader worker) has none of the parent's threads: it starts its own pool."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 # ----------------------------------------------------------------------------------------------------
 # memory
 
@@ -175,26 +184,30 @@ class OutputPool:
 
     def __init__(self) -> None:
         self.arrays: dict[tuple, list[np.ndarray]] = {}
+        self.lock = threading.Lock()  # two threads must not both take the same free array
 
     def get(self, shape: tuple[int, ...], dtype: np.dtype, nbytes: int) -> np.ndarray:
         if nbytes < _POOLED_BYTES:
             return np.empty(shape, dtype)
-        kept = self.arrays.setdefault((shape, dtype), [])
-        for array in kept:
-            # references: the list, `array`, getrefcount's argument
-            if sys.getrefcount(array) == 3:
-                return array
-        array = np.empty(shape, dtype)
-        if len(kept) < _POOL_DEPTH:
-            kept.append(array)
-        return array
+        with self.lock:
+            kept = self.arrays.setdefault((shape, dtype), [])
+            for array in kept:
+                # references: the list, `array`, getrefcount's argument
+                if sys.getrefcount(array) == 3:
+                    return array
+            array = np.empty(shape, dtype)
+            if len(kept) < _POOL_DEPTH:
+                kept.append(array)
+            return array
 
 
 _outputs = OutputPool()
 
 
 def _aligned(nbytes: int) -> np.ndarray:
-    raw = np.empty(nbytes + _ALIGNMENT, np.uint8)
+    """`nbytes` of 64-byte aligned memory, touched: its pages are faulted in now, not by a kernel."""
+    raw = np.zeros(nbytes + _ALIGNMENT, np.uint8)
+    raw.fill(0)
     skip = -raw.ctypes.data % _ALIGNMENT
     return raw[skip:skip + nbytes]
 
@@ -242,9 +255,10 @@ class CompiledKernel:
 
 
 class _KernelStep:
-    __slots__ = ("function", "table", "address", "dynamic", "extent", "grain", "parallel", "timed", "name", "graph")
+    __slots__ = ("function", "table", "address", "dynamic", "extent", "grain", "parallel", "single", "pooled",
+                 "name", "graph")
 
-    def __init__(self, compiled: CompiledKernel, slots: list[int], dynamic: set[int], graph: "CompiledGraph") -> None:
+    def __init__(self, compiled: CompiledKernel, slots: list[int], dynamic: set[int], graph: CompiledGraph) -> None:
         kernel = compiled.kernel
         self.function = compiled.function
         self.table = np.zeros(max(1, len(slots)), np.int64)
@@ -253,8 +267,9 @@ class _KernelStep:
         self.extent = kernel.parallel_extent if kernel.parallel is not None else 1
         # elementwise chunks in multiples of 64 elements keep vector loops whole
         self.grain = 64 if not kernel.stages[0].loops and kernel.outer and len(kernel.outer) == 1 else 1
-        self.parallel: bool | None = None if kernel.parallel is not None else False
-        self.timed: list[float] = []  # single-thread times of the first calls, to decide on threads
+        self.parallel: bool | None = None if kernel.parallel is not None else False  # None: measuring
+        self.single: list[float] = []  # times of the first calls on the calling thread
+        self.pooled: list[float] = []  # then on the pool
         self.name = kernel.name
         self.graph = graph
         for position, slot in enumerate(slots):
@@ -268,16 +283,27 @@ class _KernelStep:
         if self.parallel:
             status = pool().run(self.function, self.address, self.extent, self.grain)
         elif self.parallel is None:
-            begin = time.perf_counter()
-            status = self.function(self.address, 0, self.extent)
-            self.timed.append(time.perf_counter() - begin)
-            if len(self.timed) == _TIMED_CALLS:  # the fastest: the first call may fault in fresh pages
-                threads = pool()
-                self.parallel = threads.size > 1 and min(self.timed) > _PARALLEL_DISPATCHES * threads.dispatch_seconds
+            status = self._measured()
         else:
             status = self.function(self.address, 0, self.extent)
         if status:
-            self.graph.reproduce_error(self.name, status, env)
+            self.graph.reproduce_error(self.name, status)
+
+    def _measured(self) -> int:
+        threads = pool()
+        on_pool = len(self.single) == _TIMED_CALLS
+        begin = time.perf_counter()
+        if on_pool:
+            status = threads.run(self.function, self.address, self.extent, self.grain)
+        else:
+            status = self.function(self.address, 0, self.extent)
+        (self.pooled if on_pool else self.single).append(time.perf_counter() - begin)
+        if len(self.single) == _TIMED_CALLS and not self.pooled:
+            if threads.size == 1 or min(self.single) < _PARALLEL_DISPATCHES * threads.dispatch_seconds:
+                self.parallel = False
+        elif len(self.pooled) == _TIMED_CALLS:
+            self.parallel = min(self.pooled) < min(self.single)
+        return status
 
 
 class CompiledGraph:
@@ -306,7 +332,7 @@ class CompiledGraph:
         for value in plan.outputs:
             while id(value) in producer and producer[id(value)].kind == VIEW:
                 value = producer[id(value)].inputs[0]
-            if id(value) in producer:
+            if id(value) in producer and producer[id(value)].kind != EAGER:  # eager results are new anyway
                 fresh.add(id(value))
         input_ids = {id(v) for v in graph.inputs}
         kernel_inputs: set[int] = set()
@@ -347,7 +373,7 @@ class CompiledGraph:
                 continue
             for param in kernels[index].kernel.params:
                 if param.role == "scratch":
-                    placeholder = Value(f"scratch.{index}.{param.name}", _scratch_type(param.size, param.dtype))
+                    placeholder = Value(f"scratch.{index}.{param.name}", TensorType((param.size,), param.dtype))
                     found.setdefault(index, []).append(slot(placeholder))
         return found
 
@@ -433,18 +459,13 @@ class CompiledGraph:
                             f"of shape {tuple(array.shape)}")
         raise ShapeError(f"{self.graph.name}: input %{value.name} expects {value.type}, got shape {tuple(array.shape)}")
 
-    def reproduce_error(self, kernel: str, status: int, env: list[Any]) -> None:
+    def reproduce_error(self, kernel: str, status: int) -> None:
         """A kernel reported `status`: run the graph eagerly on the same inputs to raise eager's error."""
         from jitorch.ir import interpreter
         interpreter.run(self.graph, [np.asarray(a) for a in self._inputs])
         reasons = ", ".join(text for code, text in ERRORS.items() if status & code)
         raise KernelError(f"{self.graph.name}: kernel {kernel} reported {reasons or status}, "
                           "but eager execution of the graph succeeded")
-
-
-def _scratch_type(size: int, dtype: Any) -> Any:
-    from jitorch.ir.types import TensorType
-    return TensorType((size,), dtype)
 
 
 def _call_step(step: Step, slots: dict[int, int]) -> Callable[[list[Any]], None]:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -23,10 +24,17 @@ def interpreter(graph: Any, timings: dict[str, float]) -> Executable:
 
 
 def llvm(graph: Any, timings: dict[str, float]) -> Executable:
+    """Fused, JIT-compiled kernels; a graph the code generator fails on runs with the interpreter instead
+    (with a warning naming the error: a bug to report)."""
     # imported here: llvmlite loads only when something is compiled
     from jitorch.codegen.backend import llvm_backend
 
-    return llvm_backend(graph, timings)
+    try:
+        return llvm_backend(graph, timings)
+    except Exception as error:  # noqa: BLE001 - any code generator failure
+        warnings.warn(f"jitorch: the LLVM backend failed on graph {graph.name} ({type(error).__name__}: {error}); "
+                      f"running it with the interpreter", RuntimeWarning, stacklevel=2)
+        return interpreter(graph, timings)
 
 
 BACKENDS: dict[str, Callable[[Any, dict[str, float]], Executable]] = {"interpreter": interpreter, "llvm": llvm}

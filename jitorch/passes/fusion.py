@@ -3,8 +3,9 @@
     plan = fuse(graph)
     print(format_plan(plan))          # fused[e_64x128_add_relu](%1, %l1.bias) ...
 
-Steps are kernels (fused groups), extern calls (matmul), eager calls (index ops) and views (numpy views of
-materialized values, for extern/eager operands and outputs). The graph itself is left untouched.
+Steps are kernels (fused groups), extern calls (matmul), eager calls (scatter_add, index_put) and views
+(numpy views of materialized values, for extern/eager operands and outputs). The graph itself is left
+untouched: the plan is what the backend runs, and what the `fusion` dump prints.
 
 - View ops (reshape, permute, expand, slice, flip), sources (full, arange) and random ops are never steps
   of their own: every kernel that reads them inlines them, as index maps and scalar expressions.
@@ -17,7 +18,10 @@ materialized values, for extern/eager operands and outputs). The graph itself is
   the row, reductions producing per-row scalars and stores writing rows: softmax, layer_norm and
   cross-entropy are one kernel each. Column schedule (a kept dim is innermost): one reduction level,
   accumulated into an array, with elementwise work on the reduced values after it.
-- cat and slice_scatter are kernels of their own; matmul and the index ops are boundaries.
+- gather fuses like an elementwise op over its output (it reads its index at its own point) but reads
+  its data operand, at checked data-dependent offsets, from a contiguous buffer made outside the group;
+  cat, slice_scatter and index are kernels of their own; matmul is an extern call; scatter_add and
+  index_put run as eager steps (numpy).
 - Groups merge producer into consumer in graph order, and only when the step graph stays acyclic
   (a networkx DiGraph of the steps, checked on every merge).
 
@@ -28,14 +32,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from jitorch.ir.graph import Graph, Node, Value
 from jitorch.ir.ops import ELEMENTWISE, EXTERN, OPS, RANDOM, REDUCE, SOURCE
 from jitorch.ir.types import Literal
 
 VIEWS = ("reshape", "permute", "expand", "slice", "flip")
-ASSEMBLY = ("cat", "slice_scatter")
+INDEXED = ("gather", "index")  # load their data operand (a contiguous buffer) at checked, data-dependent offsets
+ALONE = ("cat", "slice_scatter", "index")  # kernels of one node
 KERNEL, EXTERN_STEP, EAGER, VIEW = "kernel", "extern", "eager", "view"
 FULL, ROW = "full", "row"
 _ZERO = -1  # a coordinate that is always 0
@@ -48,7 +51,7 @@ def is_inlined(node: Node | None) -> bool:
 
 
 def _is_compute(node: Node) -> bool:
-    return OPS[node.op].kind in (ELEMENTWISE, REDUCE) or node.op in ASSEMBLY
+    return OPS[node.op].kind in (ELEMENTWISE, REDUCE) or node.op in ALONE or node.op in INDEXED
 
 
 @dataclass
@@ -68,6 +71,7 @@ class Step:
     # id(value) -> for each dim of the value, the iteration dim it runs along (-1: always 0)
     coords: dict[int, tuple[int, ...]] = field(default_factory=dict)
     copy_of: Value | None = None  # a copy kernel's source (its output, unless that is a graph input)
+    read_from: dict[int, Value] = field(default_factory=dict)  # id(value) -> the input holding it (a copy)
 
 
 @dataclass
@@ -165,7 +169,7 @@ def _trailing(shape: tuple[int, ...], axes: tuple[int, ...]) -> bool:
 def _analyze(members: list[Node]) -> _Shape | None:
     """The iteration space, schedule, roles and coordinate maps of a candidate group (nodes in graph
     order), or None when the nodes cannot form one kernel."""
-    if any(node.op in ASSEMBLY for node in members):
+    if any(node.op in ALONE for node in members):
         if len(members) > 1:
             return None
         out = members[0].output
@@ -185,7 +189,10 @@ def _analyze(members: list[Node]) -> _Shape | None:
     ids = {id(node.output) for node in members}
     for node in members:
         is_reduce = OPS[node.op].kind == REDUCE
-        operands = [_chain(a) for a in node.inputs if type(a) is not Literal]
+        read = node.inputs[1:] if node.op == "gather" else node.inputs
+        if node.op == "gather" and id(_chain(node.inputs[0])[0]) in ids:
+            return None  # read at other points than its own: it must be made before the kernel
+        operands = [_chain(a) for a in read if type(a) is not Literal]
         inner = [(root, views) for root, views in operands if id(root) in ids]
         full_map = coordinate_map(node.output.shape, shape, every)
         row_map = coordinate_map(node.output.shape, shape, kept) if axes else None
@@ -211,6 +218,8 @@ class _Groups:
     """Compute nodes partitioned into groups, and the DAG of groups and other steps."""
 
     def __init__(self, graph: Graph) -> None:
+        import networkx as nx  # here: importing it takes 0.2 s, and the runtime imports this module
+
         self.graph = graph
         self.position = {id(node): i for i, node in enumerate(graph.nodes)}
         self.unit: dict[int, int] = {}  # id(node) -> group number (its first node's position)
@@ -243,6 +252,8 @@ class _Groups:
 
     def merge(self, a: int, b: int) -> bool:
         """Merge groups a and b when the result is a valid kernel and the step graph stays acyclic."""
+        import networkx as nx
+
         members = sorted(self.members[a] + self.members[b], key=lambda n: self.position[id(n)])
         if _analyze(members) is None:
             return False
@@ -260,14 +271,14 @@ class _Groups:
 def _fuse_groups(graph: Graph) -> _Groups:
     groups = _Groups(graph)
     for node in graph.nodes:
-        if not _is_compute(node) or node.op in ASSEMBLY:
+        if not _is_compute(node) or node.op in ALONE:
             continue
         for operand in node.inputs:
             if type(operand) is Literal:
                 continue
             root, _ = _chain(operand)
             producer = root.producer
-            if producer is None or not _is_compute(producer) or producer.op in ASSEMBLY:
+            if producer is None or not _is_compute(producer) or producer.op in ALONE:
                 continue
             a, b = groups.unit[id(producer)], groups.unit[id(node)]
             if a != b:
@@ -310,18 +321,17 @@ def fuse(graph: Graph) -> FusionPlan:
             info = _analyze(members)
             assert info is not None
             prefix = "r" if any(OPS[n.op].kind == REDUCE for n in members) else "e"
-            steps[number] = Step(KERNEL, members, groups.roots(tuple(a for n in members for a in n.inputs)), [],
-                                 kernel_name(prefix, info.shape, [n.op for n in members]), info.shape, info.axes,
-                                 info.columns, info.roles, info.coords)
-            member_ids = {id(n.output) for n in members}
-            steps[number].inputs = [v for v in steps[number].inputs if id(v) not in member_ids]
+            steps[number] = Step(KERNEL, members, [], [], kernel_name(prefix, info.shape, [n.op for n in members]),
+                                 info.shape, info.axes, info.columns, info.roles, info.coords)
         else:
             kind = EXTERN_STEP if OPS[node.op].kind == EXTERN else EAGER
             operands = [a for a in node.inputs if type(a) is not Literal]
             steps[number] = Step(kind, members, list({id(a): a for a in operands}.values()), [node.output], node.op)
 
     extra: list[tuple[int, Step]] = []  # copy kernels and views, keyed by position for ordering
-    materialized: dict[int, Value] = {}  # id(value) -> value, for values some step stores
+    materialized: dict[int, Value] = {}  # id(value) -> value, for values some step stores (contiguously)
+    copied: dict[int, Value] = {}  # id(inlined value) -> the value a copy kernel stores it in
+    viewed: set[int] = set()  # values made available as numpy views (for extern and eager steps)
 
     def store(value: Value) -> None:
         """Make `value` (produced by a step) materialized by its step."""
@@ -333,24 +343,51 @@ def fuse(graph: Graph) -> FusionPlan:
             step.outputs.append(value)
 
     def copy_kernel(value: Value) -> Value:
-        """A kernel storing `value`; a returned graph input is copied into a value of its own."""
+        """A kernel storing `value` contiguously; it stores into a value of its own when `value` is a graph
+        input (returned) or is already a numpy view for another step."""
         roots = groups.roots((value,))
         for root in roots:
             store(root)
-        stored = value if value.producer is not None else Value(f"{value.name}.copy{len(extra)}", value.type)
+        distinct = value.producer is None or id(value) in viewed
+        stored = Value(f"{value.name}.copy{len(extra)}", value.type) if distinct else value
         materialized[id(stored)] = stored
+        if value.producer is not None:
+            copied[id(value)] = stored
         extra.append((groups.position[id(value.producer)] if value.producer else -1,
                       Step(KERNEL, [], roots, [stored], kernel_name("e", value.shape, _inlined_ops(value)),
                            value.shape, (), False, {id(stored): FULL},
                            {id(stored): tuple(range(len(value.shape)))}, value)))
         return stored
 
+    def kernel_inputs(step: Step) -> list[Value]:
+        """The buffers a kernel reads: roots of its operands, and the data operands of gather and index,
+        which are read at data-dependent offsets and so must be contiguous buffers themselves."""
+        members = {id(n.output) for n in step.nodes}
+        found: dict[int, Value] = {}
+        operands: list[Value | Literal] = []
+        for node in step.nodes:
+            if node.op in INDEXED:
+                data = node.inputs[0]
+                held = copied.get(id(data)) or (copy_kernel(data) if is_inlined(data.producer) else data)
+                found.setdefault(id(held), held)
+                if held is not data:
+                    step.read_from[id(data)] = held
+                operands.extend(node.inputs[1:])
+            else:
+                operands.extend(node.inputs)
+        for root in groups.roots(tuple(operands)):
+            if id(root) not in members:
+                found.setdefault(id(root), root)
+        return list(found.values())
+
     def provide(value: Value, as_output: bool) -> Value:
         """Make `value` available to an extern/eager step or as a graph output (fresh, writable); returns
         the value holding it."""
         if value.producer is None and as_output:  # each time returned: a copy (as the interpreter does)
             return copy_kernel(value)
-        if id(value) in materialized or value.producer is None:
+        if id(value) in copied:
+            return copied[id(value)]
+        if id(value) in materialized or id(value) in viewed or value.producer is None:
             return value
         root, views = _chain(value)
         if not is_inlined(value.producer):
@@ -362,8 +399,8 @@ def fuse(graph: Graph) -> FusionPlan:
             return copy_kernel(value)
         store(root)
         for view in reversed(views):
-            if id(view.output) not in materialized:
-                materialized[id(view.output)] = view.output
+            if id(view.output) not in viewed:
+                viewed.add(id(view.output))
                 extra.append((groups.position[id(view)], Step(VIEW, [view], [view.inputs[0]], [view.output],
                                                               view.op)))
         return value
@@ -371,6 +408,7 @@ def fuse(graph: Graph) -> FusionPlan:
     for number in sorted(steps):
         step = steps[number]
         if step.kind == KERNEL:
+            step.inputs = kernel_inputs(step)
             for root in step.inputs:
                 store(root)
         else:
@@ -384,6 +422,8 @@ def fuse(graph: Graph) -> FusionPlan:
 
 def _order(graph: Graph, groups: _Groups, steps: dict[int, Step], extra: list[tuple[int, Step]]) -> list[Step]:
     """All steps in a topological order, ties broken by graph position (byte-stable)."""
+    import networkx as nx
+
     everything = [(number, step) for number, step in steps.items()] + extra
     maker: dict[int, int] = {}
     for key, (_, step) in enumerate(everything):
