@@ -1,0 +1,137 @@
+"""Differential fuzzing of the compiler: random programs compiled with each backend against eager and float64.
+
+The CI-sized run (200 programs from seed 0, per backend) is part of the normal suite; the long run is
+marked `fuzz`: `pytest -m fuzz --fuzz-count 10000 [--fuzz-seed S]`, or, surviving crashes,
+`python tests/fuzz/run_fuzz.py --count 10000`. A failure prints the program (with its seed) and the problems;
+`python tests/fuzz/run_fuzz.py --seed S --count 1 --backend B --verbose` shrinks it to a small reproduction.
+Programs that only hit known, reported bugs (known.py, each with a strict xfail in test_regressions.py)
+do not fail these tests.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import jitorch
+from jitorch.frontend import backends
+
+from .differential import check_program, llvm_status, validate
+from .generator import generate
+from .known import explained
+from .shrink import shrink
+
+CI_PROGRAMS = 200
+CI_CHUNKS = 8
+BACKENDS = ["interpreter", "llvm"]
+
+
+def _needs(backend: str) -> None:
+    if backend == "llvm":
+        available, why = llvm_status()
+        if not available:
+            pytest.skip(why)
+
+
+def _fuzz(seeds: range, backend: str) -> None:
+    failures = []
+    for seed in seeds:
+        program = generate(seed, validate=validate)
+        report = check_program(program, [backend])
+        if report.problems and not explained(program, report.problems):
+            failures.append(f"{program}\n" + "\n".join(report.problems) + "\nshrink it with: python "
+                            f"tests/fuzz/run_fuzz.py --seed {seed} --count 1 --backend {backend} --verbose")
+    assert not failures, f"{len(failures)} of {len(seeds)} programs disagree with eager:\n\n" + "\n\n".join(failures)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("chunk", range(CI_CHUNKS))
+def test_compiled_programs_match_eager_and_float64(backend: str, chunk: int) -> None:
+    _needs(backend)
+    size = CI_PROGRAMS // CI_CHUNKS
+    _fuzz(range(chunk * size, (chunk + 1) * size), backend)
+
+
+@pytest.mark.fuzz
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fuzz_long_run(fuzz_seeds: range, backend: str) -> None:
+    _needs(backend)
+    _fuzz(fuzz_seeds, backend)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the generator and the harness themselves
+
+
+def test_programs_are_deterministic_per_seed_and_printable() -> None:
+    for seed in (0, 7, 123):
+        first, second = generate(seed), generate(seed)
+        assert str(first) == str(second)
+        assert [i.value.tolist() for i in first.inputs] == [i.value.tolist() for i in second.inputs]
+        assert str(first).startswith(f"# fuzz program seed={seed}:")
+        assert "def program(" in str(first) and "return (" in str(first)
+    assert str(generate(1)) != str(generate(2))
+
+
+def test_programs_cover_the_op_families() -> None:
+    text = "\n".join(generate(seed).source for seed in range(150))
+    for needle in ("@", ".gather(", "index_select", "softmax", "log_softmax", "layer_norm", "cross_entropy", ".sum(",
+                   ".amax(", ".permute(", ".transpose(", ".expand(", "::2", ".reshape(", ".flatten(", ".unsqueeze(",
+                   ".squeeze(", ".flip(", "jitorch.cat(", "jitorch.stack(", "masked_fill", "jitorch.where(", ".exp()",
+                   ".log()", "/ (", ".to(f64)", ".to(i64)", "] = ", "_(", "F.linear("):
+        assert needle in text, f"no program uses {needle!r}"
+    shapes = [spec.value.shape for seed in range(150) for spec in generate(seed).inputs]
+    assert () in shapes and any(1 in s for s in shapes) and any(0 in s for s in shapes)
+    layouts = {spec.layout for seed in range(60) for spec in generate(seed).inputs}
+    assert layouts == {"contiguous", "transposed", "strided"}
+
+
+def test_programs_are_valid_and_finite() -> None:
+    for seed in range(40):
+        program = generate(seed, validate=validate)
+        assert validate(program), str(program)
+        outputs = program.function()(*program.make_inputs()[0])
+        for out in outputs:
+            if out.dtype.is_floating_point:
+                assert np.all(np.isfinite(out.detach().numpy())), str(program)
+
+
+def _broken_backend(graph: object, timings: dict) -> object:
+    """The interpreter, with float results off by one part in a thousand: a codegen bug to catch."""
+    run = backends.interpreter(graph, timings)
+
+    def wrong(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return [out * out.dtype.type(1.001) if out.dtype.kind == "f" else out for out in run(inputs)]
+    return wrong
+
+
+def test_harness_catches_and_shrinks_a_wrong_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(backends.BACKENDS, "broken", _broken_backend)
+    caught = 0
+    for seed in range(12):
+        program = generate(seed, validate=validate)
+        report = check_program(program, ["broken"])
+        if any("beyond tolerance" in p or "less accurate" in p for p in report.problems):
+            caught += 1
+            small = shrink(program, "broken", report.problems[0], budget=60)
+            assert len(small.steps) <= len(program.steps)
+            assert check_program(small, ["broken"]).problems
+    assert caught >= 8
+
+
+def test_harness_compares_exceptions(monkeypatch: pytest.MonkeyPatch) -> None:
+    def raising(graph: object, timings: dict) -> object:
+        def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+            raise RuntimeError("kernel failed")
+        return run
+    monkeypatch.setitem(backends.BACKENDS, "raising", raising)
+    report = check_program(generate(3, validate=validate), ["raising"])
+    assert any("raised RuntimeError" in p and "kernel failed" in p for p in report.problems)
+
+
+def test_llvm_leg_is_skipped_with_a_reason_when_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(backends.BACKENDS, "llvm", raising=False)
+    available, why = llvm_status()
+    assert not available and "not registered" in why
+    report = check_program(generate(0, validate=validate), ["llvm"])
+    assert report.skipped == [why] and not report.problems
+    assert jitorch.compile(lambda x: x, backend="interpreter")(jitorch.ones(1)).item() == 1.0
