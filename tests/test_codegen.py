@@ -358,3 +358,18 @@ def test_results_independent_of_thread_count() -> None:
         runtime.set_num_threads(previous)
     for a, b in zip(single, parallel):
         np.testing.assert_array_equal(a, b)
+
+
+def test_long_float32_sums_are_as_accurate_as_numpy() -> None:
+    """Rows longer than a block sum per block in float32 and add blocks in float64 (9001: a partial block)."""
+    builder = GraphBuilder("long_sums")
+    x = builder.add_input("x", TensorType((3, 9001), dtypes.float32))
+    builder.set_outputs([x.sum_axes((1,)), x.sum_axes((0, 1)), (x * 2.0).sum_axes((1,))])
+    data = np.random.default_rng(10).uniform(0.0, 1.0, (3, 9001)).astype(np.float32)
+    got = llvm_backend(builder.build(), {})([data])
+    exact = [data.astype(np.float64).sum(1, keepdims=True), data.astype(np.float64).sum(keepdims=True),
+             2 * data.astype(np.float64).sum(1, keepdims=True)]
+    eager = [data.sum(1, keepdims=True), data.sum(keepdims=True), (data * 2).sum(1, keepdims=True)]
+    for g, e, want in zip(got, eager, exact):
+        ulp = np.spacing(want.astype(np.float32)).astype(np.float64)
+        assert np.all(np.abs(g - want) <= 2 * np.abs(e - want) + 2 * ulp)

@@ -164,5 +164,8 @@ def test_compiled_training_of_a_small_mlp_matches_eager() -> None:
                 for got, want in zip(grads, eager_grads):
                     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     assert compiled_loss.stats["hits"] == 3 and compiled_loss.stats["compiles"] == 1
+    (entry,) = compiled_loss.entries()
+    assert isinstance(entry.run_forward, runtime.CompiledGraph)  # not the interpreter fallback
+    assert isinstance(entry.backward[0], runtime.CompiledGraph)
     for got, want in zip(compiled_params, eager_params):
         np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-4, atol=1e-6)

@@ -8,7 +8,8 @@ prints the fused graph, the loop nests as pseudo-C, the optimized LLVM IR and th
 
 Building LLVM IR with llvmlite costs milliseconds per kernel, and the JIT's cache is keyed by that IR:
 so the IR text itself is kept next to the object code (`<cache dir>/ir/<key>.ll`), keyed by the loop
-nests and the source of the code generator, checked by sha256, and rebuilt when anything differs.
+nests, the vector width and the source of the code generator, checked by sha256, and rebuilt when
+anything differs. A disk-cache hit then costs reading two files and loading the object code.
 """
 from __future__ import annotations
 
@@ -23,8 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from jitorch import debug
-from jitorch.codegen import runtime
-from jitorch.codegen import jit, llvm, loopnest, mathlib
+from jitorch.codegen import jit, llvm, loopnest, mathlib, runtime
 from jitorch.codegen.jit import get_jit
 from jitorch.codegen.llvm import build_module
 from jitorch.codegen.loopnest import Kernel, format_kernel
@@ -53,6 +53,7 @@ def lower_plan(plan: FusionPlan) -> dict[int, Kernel]:
 
 
 def llvm_backend(graph: Graph, timings: dict[str, float]) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """Compile `graph`; the result runs it on input arrays (the backend contract of compile.py)."""
     start = time.perf_counter()
     plan = fuse(graph)
     elapsed = _timed(timings, "fusion", start)
@@ -76,13 +77,13 @@ def llvm_backend(graph: Graph, timings: dict[str, float]) -> Callable[[list[np.n
         names = [k.name for k in kernels.values()]
         module = get_jit().compile(text, names)
         elapsed = _timed(timings, "codegen", start)
-        _dump_machine_code(graph.name, text, module, elapsed)
+        _dump_machine_code(graph.name, module, elapsed)
         compiled = {index: runtime.CompiledKernel(k, runtime.kernel_function(module.address(k.name)))
                     for index, k in kernels.items()}
     return runtime.CompiledGraph(graph, plan, compiled, module)
 
 
-def _dump_machine_code(name: str, text: str, module: Any, seconds: float) -> None:
+def _dump_machine_code(name: str, module: Any, seconds: float) -> None:
     if debug.enabled("llvm"):
         debug.dump("llvm", name, "optimized IR", module.llvm_ir_optimized, seconds)
     if debug.enabled("asm"):
@@ -101,9 +102,18 @@ def _generator_version() -> str:
     return digest.hexdigest()
 
 
+@functools.cache
+def vector_bits() -> int | None:
+    """512 on hosts with AVX-512 (measured faster for compute-bound kernels, see llvm.py), else None: the
+    target machine's own preference."""
+    _, features = jit.host_cpu()
+    return 512 if "+avx512f" in features.split(",") else None
+
+
 def module_text(name: str, kernels: list[Kernel]) -> str:
     """The LLVM IR of a module of `kernels`: from memory, from the disk cache, or built (and kept)."""
-    key = hashlib.sha256(f"{_generator_version()}\n{name}\n{kernels!r}".encode()).hexdigest()
+    key_text = f"{_generator_version()}\n{vector_bits()}\n{name}\n{kernels!r}"
+    key = hashlib.sha256(key_text.encode()).hexdigest()
     text = _texts.get(key)
     if text is not None:
         return text
@@ -111,7 +121,7 @@ def module_text(name: str, kernels: list[Kernel]) -> str:
     path = jit.cache_dir() / "ir" / f"{key}.ll"
     text = _read_text(path) if disk else None
     if text is None:
-        text = build_module(name, kernels)
+        text = build_module(name, kernels, vector_bits())
         if disk:
             _write_text(path, text)
     _texts[key] = text

@@ -157,7 +157,10 @@ def ravel(coords: tuple[Affine, ...], shape: tuple[int, ...]) -> Affine:
 
 
 def unravel(offset: Affine, shape: tuple[int, ...], extents: dict[str, int]) -> tuple[Affine, ...]:
-    """The coordinates of flat `offset` in a contiguous array of `shape`."""
+    """The coordinates of flat `offset` in a contiguous array of `shape` (an empty array has no element
+    to find: its loops never run, and any coordinates do)."""
+    if 0 in shape:
+        return tuple(Affine() for _ in shape)
     coords: list[Affine] = []
     for size in reversed(shape):
         if size == 1:

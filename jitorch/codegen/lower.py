@@ -36,9 +36,10 @@ _STACK_ROW_BYTES = 1 << 16
 
 
 class _Lowering:
-    def __init__(self, step: Step, name: str) -> None:
+    """Builds one kernel's loop nest; `lower` is the entry point."""
+
+    def __init__(self, step: Step) -> None:
         self.step = step
-        self.name = name
         self.members = {id(n.output): n for n in step.nodes}
         self.params: list[Param] = []
         self.param_of: dict[int, int] = {}
@@ -443,7 +444,7 @@ def _mergeable_in(index: Affine, a: str, b: str, extent_b: int) -> bool:
 
 def lower(step: Step, name: str) -> Kernel:
     """The loop nest of a kernel step, named `name` (the step's name made unique in its module)."""
-    lowering = _Lowering(step, name)
+    lowering = _Lowering(step)
     if step.nodes and step.nodes[0].op in ALONE:
         outer, stages = lowering.assembly()
     else:

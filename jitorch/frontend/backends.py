@@ -1,7 +1,7 @@
 """Backends turn an optimized graph into a function from input arrays to output arrays.
 
 `interpreter` runs the graph with the numpy reference interpreter (for bisecting codegen bugs);
-`llvm` (registered by jitorch.codegen when available) runs fused, JIT-compiled kernels.
+`llvm` runs fused, JIT-compiled kernels (jitorch/codegen/backend.py), the default.
 """
 from __future__ import annotations
 

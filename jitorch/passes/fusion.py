@@ -368,7 +368,9 @@ def fuse(graph: Graph) -> FusionPlan:
         for node in step.nodes:
             if node.op in INDEXED:
                 data = node.inputs[0]
-                held = copied.get(id(data)) or (copy_kernel(data) if is_inlined(data.producer) else data)
+                held = copied.get(id(data))
+                if held is None:
+                    held = copy_kernel(data) if is_inlined(data.producer) else data
                 found.setdefault(id(held), held)
                 if held is not data:
                     step.read_from[id(data)] = held
