@@ -29,9 +29,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def worker(start: int, stop: int, backends: list[str], shrink_budget: int) -> None:
+def worker(start: int, stop: int, backends: list[str], shrink_budget: int, memory_limit: float) -> None:
     """Run seeds [start, stop); one JSON line per event on stdout."""
+    import resource
     import warnings
+
+    if memory_limit:  # a runaway allocation fails in this process instead of summoning the OOM killer
+        limit = int(memory_limit * 2 ** 30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     from fuzz.differential import check_program, validate
     from fuzz.generator import generate
@@ -76,7 +81,8 @@ def _write(out: Path, name: str, text: str) -> Path:
 def run_chunk(start: int, stop: int, args: argparse.Namespace, totals: Totals, out: Path) -> int:
     """Run seeds from `start` in a worker until it finishes or dies; returns the next seed to run."""
     command = [sys.executable, __file__, "--worker", "--seed", str(start), "--count", str(stop - start),
-               "--shrink-budget", str(args.shrink_budget)] + [f"--backend={b}" for b in args.backend]
+               "--shrink-budget", str(args.shrink_budget), "--memory-limit", str(args.memory_limit)]
+    command += [f"--backend={b}" for b in args.backend]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     running, next_seed = None, start
     deadline = time.monotonic() + args.timeout
@@ -133,6 +139,7 @@ def _record(event: dict, totals: Totals, out: Path, verbose: bool) -> None:
 
 def _crash(seed: int | None, why: str, totals: Totals, out: Path) -> None:
     totals.crashes += 1
+    totals.programs += seed is not None
     if seed is None:
         print(f"CRASH between programs: {why}", flush=True)
         return
@@ -153,13 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes at once (default 1)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds without progress = a hang")
     parser.add_argument("--shrink-budget", type=int, default=150, help="programs tried when shrinking (0: off)")
+    parser.add_argument("--memory-limit", type=float, default=8.0,
+                        help="address space of a worker in GiB (default 8; 0: no limit)")
     parser.add_argument("--out", type=Path, help="where failures are written (default: a new temp directory)")
     parser.add_argument("--verbose", action="store_true", help="print each shrunk failing program")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.backend = args.backend or ["interpreter", "llvm"]
     if args.worker:
-        worker(args.seed, args.seed + args.count, args.backend, args.shrink_budget)
+        worker(args.seed, args.seed + args.count, args.backend, args.shrink_budget, args.memory_limit)
         return 0
     out = args.out or Path(tempfile.mkdtemp(prefix="jitorch-fuzz-"))
     totals, started = Totals(), time.monotonic()
