@@ -19,7 +19,7 @@ import numpy as np
 
 import jitorch as torch
 from jitorch import nn
-from jitorch.benchmarking import Workload
+from jitorch.benchmarking import Target, Workload
 from jitorch.nn import functional as F
 
 FLOAT_BYTES = 4
@@ -225,20 +225,25 @@ def _tiny_numpy(quick: bool) -> Callable[[], Any]:
     return lambda: np.exp(np.maximum(x * np.float32(2.0) + np.float32(1.0), np.float32(0.0)))
 
 
+COPY_TARGET = (Target("compiled/numpy", 2.0),)  # within 2x of copying the same bytes
+
 WORKLOADS: list[Workload] = [
     Workload("elementwise chain 5 ops (2^22)", elementwise_chain, bytes=_bytes(_vector_shape, 2),
              numpy=_copy_baseline(_vector_shape)),
-    Workload("gelu tanh (2^22)", gelu_tanh, bytes=_bytes(_vector_shape, 2), numpy=_copy_baseline(_vector_shape)),
+    Workload("gelu tanh (2^22)", gelu_tanh, bytes=_bytes(_vector_shape, 2), numpy=_copy_baseline(_vector_shape),
+             targets=(Target("compiled/numpy", 1.5), Target("speedup", 5.0, at_least=True))),
     Workload("softmax rows (4096,1024)", softmax, bytes=_bytes(_matrix_shape, 2),
-             numpy=_copy_baseline(_matrix_shape)),
+             numpy=_copy_baseline(_matrix_shape), targets=COPY_TARGET),
     Workload("layer_norm (4096,1024)", layer_norm, bytes=_bytes(_matrix_shape, 2),
-             numpy=_copy_baseline(_matrix_shape)),
+             numpy=_copy_baseline(_matrix_shape), targets=COPY_TARGET),
     Workload("cross_entropy (4096,1000)", cross_entropy,
              bytes=lambda quick: FLOAT_BYTES * _rows(quick) * 1000 + 8 * _rows(quick),
              numpy=_copy_baseline(lambda quick: (_rows(quick), 1000))),
-    Workload("mlp forward 256x784-512-512-10", mlp_forward, flops=_mlp_flops, numpy=_mlp_numpy),
-    Workload("mlp train step (fwd+loss+bwd)", mlp_train_step, flops=_mlp_step_flops, backward=True),
+    Workload("mlp forward 256x784-512-512-10", mlp_forward, flops=_mlp_flops, numpy=_mlp_numpy,
+             targets=(Target("compiled/numpy", 1.1),)),
+    Workload("mlp train step (fwd+loss+bwd)", mlp_train_step, flops=_mlp_step_flops, backward=True,
+             targets=(Target("speedup", 1.0, at_least=True),), first_call=True),
     Workload("cnn forward 32x3x32x32", cnn_forward, flops=_cnn_flops),
     Workload("transformer encoder layer 16x128x256", transformer_encoder, flops=_encoder_flops),
-    Workload("cache hit 16 elements 4 ops", cache_hit, numpy=_tiny_numpy),
+    Workload("cache hit 16 elements 4 ops", cache_hit, numpy=_tiny_numpy, targets=(Target("compiled", 15e-6),)),
 ]

@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -96,12 +96,32 @@ def benchmark(fn: Callable, *args: Any, compiled: bool = True, backend: str | No
 # the suite
 
 
+@dataclass(frozen=True)
+class Target:
+    """A speed target: the row's `figure` ("compiled/numpy", "speedup" or "compiled" seconds) is at most
+    `limit`, or at least it with `at_least`."""
+
+    figure: str
+    limit: float
+    at_least: bool = False
+
+    def __str__(self) -> str:
+        limit = _format_time(self.limit) if self.figure in ("compiled", "compile") else f"{self.limit:g}x"
+        return f"{self.figure} {'>=' if self.at_least else '<='} {limit}"
+
+    def met(self, value: float | None) -> bool | None:
+        if value is None:
+            return None
+        return value >= self.limit if self.at_least else value <= self.limit
+
+
 @dataclass
 class Workload:
     """One benchmark: `setup(quick)` returns `(fn, args)`; `jitorch bench` times `fn(*args)` eagerly and
     compiled. `bytes(quick)` / `flops(quick)` turn the compiled time into GB/s or GFLOP/s; `numpy(quick)`
     returns a zero-argument numpy baseline. With `backward=True` each timed call is a training step:
-    `fn(*args).backward()`, where only `fn` (the loss) is compiled."""
+    `fn(*args).backward()`, where only `fn` (the loss) is compiled. `targets` are checked at full size
+    only; with `first_call=True` the first call is also timed in fresh processes (see first_calls)."""
 
     name: str
     setup: Callable[[bool], tuple[Callable, tuple]]
@@ -109,6 +129,8 @@ class Workload:
     flops: Callable[[bool], int] | None = None
     numpy: Callable[[bool], Callable[[], Any]] | None = None
     backward: bool = False
+    targets: tuple[Target, ...] = ()
+    first_call: bool = False
 
 
 @dataclass
@@ -129,10 +151,15 @@ class Row:
     fallbacks: int = 0  # compiled calls that ran eagerly instead
     note: str = ""
     error: str | None = None
+    targets: list[str] = field(default_factory=list)
+    met: bool | None = None  # every target met; None without targets (or at --quick sizes)
 
     @property
     def compiled_over_numpy(self) -> float | None:
         return self.compiled / self.numpy if self.numpy and self.compiled else None
+
+    def figure(self, name: str) -> float | None:
+        return {"compiled/numpy": self.compiled_over_numpy, "speedup": self.speedup, "compiled": self.compiled}[name]
 
 
 def _load_module(path: Path, name: str) -> Any:
@@ -208,6 +235,9 @@ def run_workload(workload: Workload, quick: bool, backend: str | None = None) ->
         row.throughput = row.throughput or f"{row.gflop_per_s:.1f} GFLOP/s"
     if workload.numpy is not None:
         row.numpy = measure(workload.numpy(quick), min_time=min_time, min_runs=min_runs).median
+    if not quick and workload.targets:
+        row.targets = [str(t) for t in workload.targets]
+        row.met = all(t.met(row.figure(t.figure)) for t in workload.targets)
     function = compiled_fn._compiled if isinstance(compiled_fn, _CompiledModule) else compiled_fn
     row.fallbacks = function.stats["fallbacks"]
     if row.fallbacks:
@@ -252,17 +282,18 @@ def _failed(workload: Workload, error: BaseException) -> Row:
 
 def format_table(rows: list[Row]) -> str:
     """The results as an aligned text table, then one line per failed or eagerly run workload."""
-    header = ["workload", "eager", "compiled", "speedup", "throughput", "numpy", "compiled/numpy", "compile"]
+    header = ["workload", "eager", "compiled", "speedup", "throughput", "numpy", "compiled/numpy", "compile",
+              "target", "met"]
     body = []
     for r in rows:
         if r.error is not None:
-            body.append([r.name, "-", "-", "FAILED", "", "", "", ""])
+            body.append([r.name, "-", "-", "FAILED", "", "", "", "", "", ""])
             continue
         ratio = r.compiled_over_numpy
         flag = " *" if r.note else ""  # the note under the table says why the number is not what it seems
         body.append([r.name, _format_time(r.eager), _format_time(r.compiled), f"{r.speedup:.2f}x{flag}", r.throughput,
                      _format_time(r.numpy) if r.numpy is not None else "", f"{ratio:.2f}x" if ratio else "",
-                     _format_time(r.compile_time)])
+                     _format_time(r.compile_time), ", ".join(r.targets), _yes_no(r.met)])
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     right = {1, 2, 3, 4, 5, 6, 7}  # numbers line up on the right
     lines = ["  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in
@@ -270,6 +301,86 @@ def format_table(rows: list[Row]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines += [f"{r.name}: {r.error}" for r in rows if r.error is not None]
     lines += [f"* {r.name}: {r.note}" for r in rows if r.error is None and r.note]
+    return "\n".join(lines)
+
+
+def _yes_no(met: bool | None) -> str:
+    return "" if met is None else "yes" if met else "NO"
+
+
+# ----------------------------------------------------------------------------------------------------
+# first calls, in fresh processes
+
+_FIRST_CALL_SCRIPT = """
+import json, sys, time
+start = time.perf_counter()
+import jitorch, jitorch.codegen.backend, networkx  # the code generator's imports, timed on their own
+imports = time.perf_counter() - start
+from jitorch.benchmarking import _training_step, load_suite
+from jitorch.codegen.jit import get_jit
+workload = {{w.name: w for w in load_suite()}}[{name!r}]
+fn, args = workload.setup({quick!r})
+step = _training_step if workload.backward else (lambda f: f)
+step(fn)(*args)  # warms what any first call pays: BLAS threads, numpy's and jitorch's lazy imports
+start = time.perf_counter()
+step(fn)(*args)
+eager = time.perf_counter() - start
+compiled = jitorch.compile(fn)
+start = time.perf_counter()
+step(compiled)(*args)
+first = time.perf_counter() - start
+print(json.dumps({{"imports": imports, "eager": eager, "first": first, "machine_code_compiles": get_jit().compiles,
+                  "disk_hits": get_jit().disk_hits}}))
+"""
+
+
+@dataclass
+class FirstCall:
+    """A workload's first compiled call in a fresh process, in seconds: `compile` is that call minus an
+    eager call (the first call runs eagerly while tracing); `imports` (llvmlite, networkx and the code
+    generator, loaded once per process) is timed apart."""
+
+    name: str
+    cache: str  # "cold" (an empty disk cache) or "disk cache" (filled by the cold run)
+    compile: float
+    imports: float
+    machine_code_compiles: int
+    target: Target
+
+    @property
+    def met(self) -> bool | None:
+        return self.target.met(self.compile)
+
+
+def first_calls(workload: Workload, quick: bool) -> list[FirstCall]:
+    """Time the first compiled call of `workload` in two fresh processes sharing a new, empty disk cache:
+    cold, then from the cache the first one filled."""
+    import subprocess
+    import tempfile
+
+    script = _FIRST_CALL_SCRIPT.format(name=workload.name, quick=quick)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="jitorch-bench-cache-") as cache:
+        environment = {**os.environ, "JITORCH_CACHE_DIR": cache}
+        for how, target in (("cold", Target("compile", 1.0)), ("disk cache", Target("compile", 0.1))):
+            process = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True,
+                                     text=True)
+            if process.returncode != 0:
+                raise RuntimeError(f"first call of {workload.name} ({how}) failed:\n{process.stderr[-2000:]}")
+            found = json.loads(process.stdout.strip().splitlines()[-1])
+            results.append(FirstCall(workload.name, how, max(found["first"] - found["eager"], 0.0), found["imports"],
+                                     found["machine_code_compiles"], target))
+    return results
+
+
+def format_first_calls(calls: list[FirstCall]) -> str:
+    header = ["first call (fresh process)", "cache", "compile", "imports", "machine code compiled", "target", "met"]
+    body = [[c.name, c.cache, _format_time(c.compile), _format_time(c.imports), str(c.machine_code_compiles),
+             f"compile <= {_format_time(c.target.limit)}", _yes_no(c.met)] for c in calls]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(w) if i in (2, 3, 4) else cell.ljust(w) for i, (cell, w) in
+                       enumerate(zip(line, widths))).rstrip() for line in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
@@ -287,13 +398,15 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def to_json(rows: list[Row], quick: bool, backend: str) -> dict[str, Any]:
+def to_json(rows: list[Row], calls: list[FirstCall], quick: bool, backend: str) -> dict[str, Any]:
     results = []
     for r in rows:
         entry = asdict(r)
         entry["compiled_over_numpy"] = r.compiled_over_numpy
         results.append(entry)
-    return {"machine": machine(), "backend": backend, "quick": quick, "unit": "seconds", "workloads": results}
+    first = [{**asdict(c), "target": str(c.target), "met": c.met} for c in calls]
+    return {"machine": machine(), "backend": backend, "quick": quick, "unit": "seconds", "workloads": results,
+            "first_calls": first}
 
 
 def _pyplot() -> Any:
@@ -352,16 +465,31 @@ def main(args: Any) -> int:
             print(f" eager {_format_time(row.eager)}, compiled {_format_time(row.compiled)} "
                   f"({row.speedup:.2f}x)", file=sys.stderr, flush=True)
         rows.append(row)
-    sizes = " (--quick: smaller sizes than the names say)" if args.quick and not args.target else ""
+    calls: list[FirstCall] = []
+    for workload in (w for w in workloads if w.first_call):
+        print(f"first call of {workload.name}, in fresh processes ...", end="", flush=True, file=sys.stderr)
+        try:
+            calls += first_calls(workload, args.quick)
+        except Exception as error:  # noqa: BLE001 - reported; the table above still stands
+            print(f" FAILED: {error}", file=sys.stderr, flush=True)
+            rows.append(_failed(Workload(f"first call of {workload.name}", workload.setup), error))
+        else:
+            print(" " + ", ".join(f"{c.cache} {_format_time(c.compile)}" for c in calls[-2:]), file=sys.stderr,
+                  flush=True)
+    sizes = ""
+    if args.quick and not args.target:
+        sizes = " (--quick: smaller sizes than the names say; targets not checked)"
     print(f"backend {backend}{sizes}; median times; compile = first compiled call minus a later one\n")
     print(format_table(rows))
+    if calls:
+        print("\n" + format_first_calls(calls))
     info = machine()
     print(f"\nmachine: {info['cpu']}, {info['cores']} cores"
           + (f", {info['threads']} jitorch threads" if "threads" in info else "")
           + (f", load average {info['load_average']}" if "load_average" in info else ""))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(to_json(rows, args.quick, backend), f, indent=2)
+            json.dump(to_json(rows, calls, args.quick, backend), f, indent=2)
     if args.plot:
         plot(rows, args.plot)
     return 1 if any(r.error is not None for r in rows) else 0

@@ -646,9 +646,11 @@ add("logsumexp", lambda x, dim, **kw: torch.logsumexp(x, dim, **kw), _logsumexp,
     lambda make: [Sample((make(3, 4), 1)), Sample((make(3, 4), 0), {"keepdim": True}), Sample((make(2, 3, 4), (0, 2))),
                   Sample((make(4, 3, layout="transposed"), -1)), Sample((make.given([1000.0, 1000.0, -5.0]), 0))],
     ("amax", "exp", "log", "sum", "detach"), dtypes=FLOAT)
-add("all", lambda x, **kw: x.all(**kw), _reduce(np.all, lambda d: np.dtype(bool)), lambda make: reduce_samples(make)[:5], ("amin", "cast"),
+add("all", lambda x, **kw: x.all(**kw), _reduce(np.all, lambda d: np.dtype(bool)),
+    lambda make: reduce_samples(make)[:5], ("amin", "cast"),
     differentiable=False)
-add("any", lambda x, **kw: x.any(**kw), _reduce(np.any, lambda d: np.dtype(bool)), lambda make: reduce_samples(make)[:5], ("amax", "cast"),
+add("any", lambda x, **kw: x.any(**kw), _reduce(np.any, lambda d: np.dtype(bool)),
+    lambda make: reduce_samples(make)[:5], ("amax", "cast"),
     differentiable=False)
 add("softmax", lambda x, dim: torch.softmax(x, dim), _softmax, lambda make: dim_samples(make)[:4],
     ("amax", "detach", "exp", "sum", "div"), dtypes=FLOAT)
@@ -656,8 +658,9 @@ add("log_softmax", lambda x, dim: torch.log_softmax(x, dim), _log_softmax, lambd
     ("amax", "exp", "sum", "log", "sub"), dtypes=FLOAT)
 add("cumsum", lambda x, dim: torch.cumsum(x, dim), _cumsum,
     lambda make: [Sample((make(5), 0)), Sample((make(3, 4), 1)), Sample((make(3, 4), 0)),
-                  Sample((make(4, 3, layout="transposed"), -1)), Sample((make(), 0))],
-    ("matmul", "arange", "le"))
+                  Sample((make(4, 3, layout="transposed"), -1)), Sample((make(3, 2, layout="strided"), 0)),
+                  Sample((make(), 0)), Sample((make(0, 3), 0)), Sample((make(2, 3, 4), -2))],
+    ("cumsum", "flip"))
 
 # matrix products
 add("matmul", lambda a, b: a @ b, _matmul, matmul_samples, ("matmul", "expand"), dtypes=(*FLOAT, *INT))
@@ -674,7 +677,8 @@ add("outer", torch.outer, lambda a, b: np.multiply.outer(a, b), lambda make: [Sa
 add("einsum", lambda eq, *xs: torch.einsum(eq, *xs), lambda eq, *xs: np.einsum(eq, *xs),
     lambda make: [Sample(("ij,jk->ik", make(2, 3), make(3, 4))), Sample(("bij,bjk->bik", make(2, 2, 3), make(2, 3, 2))),
                   Sample(("i,j->ij", make(3), make(2))), Sample(("ij->ji", make(2, 3))), Sample(("ij->", make(2, 3))),
-                  Sample(("bi,bi->b", make(4, 3, layout="transposed"), make(4, 3))), Sample(("ij,j", make(2, 3), make(3)))],
+                  Sample(("bi,bi->b", make(4, 3, layout="transposed"), make(4, 3))),
+                  Sample(("ij,j", make(2, 3), make(3)))],
     ("permute", "reshape", "mul", "sum"), dtypes=(*FLOAT, *INT), aliases=True)
 
 # shapes and views
@@ -686,14 +690,15 @@ add("reshape", lambda x, *shape: x.reshape(*shape), lambda x, *shape: x.reshape(
                   Sample((make(4, 3, layout="transposed"), (12,))), Sample((make(2, 3, 4), (6, -1))),
                   Sample((make(3, 2, layout="strided"), (2, 3)))], ("reshape",), aliases=True)
 add("flatten", lambda x, *a: x.flatten(*a), _flatten,
-    lambda make: [Sample((make(2, 3, 4),)), Sample((make(2, 3, 4), 1)), Sample((make(2, 3, 4), 0, 1)), Sample((make(),)),
-                  Sample((make(4, 3, layout="transposed"),))], ("reshape",), aliases=True)
+    lambda make: [Sample((make(2, 3, 4),)), Sample((make(2, 3, 4), 1)), Sample((make(2, 3, 4), 0, 1)),
+                  Sample((make(),)), Sample((make(4, 3, layout="transposed"),))], ("reshape",), aliases=True)
 add("unflatten", lambda x, dim, sizes: x.unflatten(dim, sizes), _unflatten,
     lambda make: [Sample((make(2, 12), 1, (3, 4))), Sample((make(2, 12), -1, (-1, 2))),
                   Sample((make(6, 2, layout="transposed"), 0, (2, 3)))], ("reshape",), aliases=True)
 add("squeeze", lambda x, *dim: x.squeeze(*dim), _squeeze,
     lambda make: [Sample((make(1, 3, 1),)), Sample((make(1, 3, 1), 0)), Sample((make(1, 3, 1), -1)),
-                  Sample((make(1, 3, 1), 1)), Sample((make(1, 3, 1), (0, 2))), Sample((make(),))], ("reshape",), aliases=True)
+                  Sample((make(1, 3, 1), 1)), Sample((make(1, 3, 1), (0, 2))), Sample((make(),))], ("reshape",),
+    aliases=True)
 add("unsqueeze", lambda x, dim: x.unsqueeze(dim), np.expand_dims,
     lambda make: [Sample((make(3, 4), 0)), Sample((make(3, 4), -1)), Sample((make(3, 4), 1)), Sample((make(), 0)),
                   Sample((make(4, 3, layout="transposed"), 2))], ("reshape",), aliases=True)
@@ -704,7 +709,8 @@ add("t", torch.t, lambda x: x.T, lambda make: [Sample((make(3, 4),)), Sample((ma
     ("permute",), aliases=True)
 add("T", lambda x: x.T, lambda x: x.T,
     lambda make: [Sample((make(2, 3, 4),)), Sample((make(3, 4, layout="transposed"),))], ("permute",), aliases=True)
-add("mT", lambda x: x.mT, lambda x: np.swapaxes(x, -1, -2), lambda make: [Sample((make(2, 3, 4),))], ("permute",), aliases=True)
+add("mT", lambda x: x.mT, lambda x: np.swapaxes(x, -1, -2), lambda make: [Sample((make(2, 3, 4),))], ("permute",),
+    aliases=True)
 add("permute", lambda x, *p: x.permute(*p), lambda x, *p: np.transpose(x, p),
     lambda make: [Sample((make(2, 3, 4), 2, 0, 1)), Sample((make(2, 3, 4), 1, -1, 0)),
                   Sample((make(4, 3, layout="transposed"), 1, 0))], ("permute",), aliases=True)
@@ -719,7 +725,8 @@ add("broadcast_to", torch.broadcast_to, lambda x, shape: np.broadcast_to(x, shap
     lambda make: [Sample((make(3), (2, 3)))], ("expand",), aliases=True)
 add("repeat", lambda x, *s: x.repeat(*s), _repeat,
     lambda make: [Sample((make(2, 3), 2, 1)), Sample((make(2, 3), 1, 2, 2)), Sample((make(), 3)),
-                  Sample((make(3, 2, layout="transposed"), 2, 2)), Sample((make(1, 3), 4, 1)), Sample((make(2, 3), 1, 1))],
+                  Sample((make(3, 2, layout="transposed"), 2, 2)), Sample((make(1, 3), 4, 1)),
+                  Sample((make(2, 3), 1, 1))],
     ("reshape", "expand", "cast"))
 add("cat", lambda *xs, **kw: torch.cat(xs, **kw), _cat,
     lambda make: [Sample((make(2, 3), make(1, 3), make(4, 3))), Sample((make(2, 1), make(2, 3)), {"dim": 1}),
@@ -741,7 +748,8 @@ add("narrow", torch.narrow, lambda x, dim, start, length: np.take(x, range(start
     lambda make: [Sample((make(4, 5), 1, 1, 3)), Sample((make(4, 5), 0, -2, 2))], ("slice",), aliases=True)
 add("select", torch.select, lambda x, dim, i: np.take(x, i, axis=dim),
     lambda make: [Sample((make(4, 5), 1, 2)), Sample((make(4, 5), 0, -1))], ("slice", "reshape"), aliases=True)
-add("flip", lambda x, *dims: x.flip(*dims), lambda x, *dims: np.flip(x, dims[0] if isinstance(dims[0], tuple) else dims).copy(),
+add("flip", lambda x, *dims: x.flip(*dims),
+    lambda x, *dims: np.flip(x, dims[0] if isinstance(dims[0], tuple) else dims).copy(),
     lambda make: [Sample((make(3, 4), 0)), Sample((make(3, 4), 0, 1)), Sample((make(4, 3, layout="transposed"), -1)),
                   Sample((make(2, 3, 4), (0, 2)))], ("flip",))
 add("contiguous", lambda x: x.contiguous(), lambda x: x,
@@ -791,7 +799,7 @@ add("take_along_dim", torch.take_along_dim, lambda x, index, dim: np.take_along_
 add("index_select", torch.index_select, lambda x, dim, index: np.take(x, index, axis=dim),
     lambda make: [Sample((make(3, 4), 0, make.index(3, 5))), Sample((make(3, 4), 1, make.index(4, 2))),
                   Sample((make(2, 3, 4, layout="transposed"), -1, make.index(2, 3)))],
-    ("index", "index_put", "permute"))
+    ("gather", "scatter_add"))
 add("masked_select", torch.masked_select, lambda x, mask: x[np.broadcast_to(mask, x.shape)],
     lambda make: [Sample((make(3, 4), make.mask(3, 4))), Sample((make(3, 4), make.mask(4)))], ("index",))
 add("scatter_add", torch.scatter_add, _scatter_add,
@@ -830,7 +838,8 @@ add("zeros", lambda *size, dtype: torch.zeros(*size, dtype=dtype), lambda *size,
 add("ones", lambda size, dtype: torch.ones(size, dtype=dtype), lambda size, dtype: np.ones(size, dtype),
     lambda make: [Sample(((2, 3),), {"dtype": make.torch_dtype}), Sample(([0, 4],), {"dtype": make.torch_dtype})],
     ("full",), differentiable=False)
-add("full", lambda size, value, dtype: torch.full(size, value, dtype=dtype), lambda size, value, dtype: np.full(size, value, dtype),
+add("full", lambda size, value, dtype: torch.full(size, value, dtype=dtype),
+    lambda size, value, dtype: np.full(size, value, dtype),
     lambda make: [Sample(((2, 3), 1), {"dtype": make.torch_dtype}), Sample(((4,), 0), {"dtype": make.torch_dtype})],
     ("full",), differentiable=False)
 add("like", lambda x: (torch.zeros_like(x), torch.ones_like(x), torch.full_like(x, 1), torch.empty_like(x).shape),
@@ -873,7 +882,8 @@ add("randn", lambda *size, dtype: _normal_stats(torch.randn(*size, dtype=dtype))
 add("rand_like", lambda x: (torch.rand_like(x).shape, torch.randn_like(x).dtype, bool(torch.rand_like(x).max() < 1)),
     lambda x: (x.shape, x.dtype, True), lambda make: [Sample((make(3, 4),))], ("rand_uniform", "rand_normal"),
     dtypes=FLOAT, differentiable=False)
-add("randint", lambda low, high, size, dtype: _frequencies(torch.randint(low, high, size, dtype=dtype), low, high, dtype),
+add("randint",
+    lambda low, high, size, dtype: _frequencies(torch.randint(low, high, size, dtype=dtype), low, high, dtype),
     lambda low, high, size, dtype: (np.full(high - low, 1 / (high - low)), True),
     lambda make: [Sample((2, 6, (5000,)), {"dtype": make.torch_dtype})], ("rand_uniform",), dtypes=INT,
     differentiable=False, atol=0.03)

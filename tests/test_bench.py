@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import jitorch
-from jitorch.benchmarking import BenchmarkResult, Workload, format_table, load_suite, load_target, run_workload
+from jitorch.benchmarking import (BenchmarkResult, Row, Target, Workload, first_calls, format_first_calls, format_table,
+                                  load_suite, load_target, run_workload)
 from jitorch.frontend import backends
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,3 +145,35 @@ def test_a_wrong_compiled_result_is_flagged(monkeypatch: pytest.MonkeyPatch) -> 
     assert row.note.startswith("WRONG RESULT") and row.speedup > 0
     assert "x *" in format_table([row]) and "* relu: WRONG RESULT" in format_table([row])
     assert run_workload(workload, quick=True, backend="interpreter").note == ""
+
+
+def test_targets_are_checked_at_full_size_and_printed() -> None:
+    row = Row("w", eager=1e-3, compiled=2e-4, speedup=5.0, compile_time=0.0, numpy=1.5e-4)
+    assert Target("compiled/numpy", 1.5).met(row.figure("compiled/numpy")) is True  # 1.33x
+    assert Target("compiled/numpy", 1.2).met(row.figure("compiled/numpy")) is False
+    assert Target("speedup", 5.0, at_least=True).met(row.figure("speedup")) is True
+    assert Target("compiled", 15e-6).met(row.figure("compiled")) is False
+    assert str(Target("speedup", 5.0, at_least=True)) == "speedup >= 5x"
+    assert str(Target("compiled", 15e-6)) == "compiled <= 15.0 µs"
+    assert Target("compiled/numpy", 1.5).met(None) is None  # no numpy baseline: nothing to say
+    suite = {w.name: w for w in load_suite()}
+    assert [str(t) for t in suite["gelu tanh (2^22)"].targets] == ["compiled/numpy <= 1.5x", "speedup >= 5x"]
+
+    row.targets, row.met = ["speedup >= 5x"], False
+    header, body = table_rows(format_table([row]))
+    assert header[-2:] == ["target", "met"] and body[0][-2:] == ["speedup >= 5x", "NO"]
+
+    quick = run_workload(suite["cache hit 16 elements 4 ops"], quick=True)
+    assert quick.targets == [] and quick.met is None  # --quick sizes are not the sizes targets are stated for
+
+
+@pytest.mark.slow
+def test_first_calls_are_timed_cold_and_from_the_disk_cache() -> None:
+    """Two fresh processes share a new disk cache: the second compiles no machine code."""
+    workload = next(w for w in load_suite() if w.first_call)
+    cold, warm = first_calls(workload, quick=True)
+    assert (cold.cache, warm.cache) == ("cold", "disk cache")
+    assert cold.machine_code_compiles >= 1 and warm.machine_code_compiles == 0
+    assert cold.compile > 0 and warm.compile >= 0 and cold.imports > 0
+    text = format_first_calls([cold, warm])
+    assert "disk cache" in text and "compile <= 100.00 ms" in text and "compile <= 1.00 s" in text

@@ -2,7 +2,8 @@
 
 Calls from many threads give each thread its own correct results (kernels on the shared thread pool, output
 buffers from the shared pool, autograd per thread); a trace in one thread records nothing another thread
-does; the first call for a guard key, made from several threads at once, compiles once.
+does; the first call for a guard key, made from several threads at once, compiles once; compiled functions
+calling each other (or themselves) while tracing run inline, without deadlocks.
 """
 from __future__ import annotations
 
@@ -143,10 +144,9 @@ def test_a_trace_records_nothing_from_other_threads() -> None:
     np.testing.assert_array_equal(compiled(jitorch.full((4,), 3.0)).numpy(), np.full(4, 7.0, np.float32))
 
 
-@pytest.mark.xfail(strict=True, reason="compile: concurrent first calls for one guard key each trace and compile "
-                                       "(the cache is not re-checked under the lock), reported")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_first_calls_from_two_threads_compile_once(backend: str) -> None:
+    # fixed (each thread traced and compiled: the cache was not re-checked under the lock)
     def slow(x: jitorch.Tensor) -> jitorch.Tensor:
         time.sleep(0.05)  # a slow trace: both threads are sure to miss the cache together
         return (x * 2).exp().sum(0)
@@ -156,3 +156,87 @@ def test_first_calls_from_two_threads_compile_once(backend: str) -> None:
         np.testing.assert_allclose(out, np.full(4, 3 * np.exp(2.0), np.float32), rtol=1e-6)
     assert compiled.stats["compiles"] == 1, compiled.stats
     assert compiled.stats["recompiles"] == 0 and len(compiled.entries()) == 1, compiled.stats
+
+
+def _within(seconds: float, work: Callable[[int], Any], count: int) -> list[Any]:
+    """Run work(i) in `count` daemon threads released together; fail (rather than hang) past `seconds`."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread
+            errors.append(error)
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + seconds
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), f"threads still running after {seconds} s: a deadlock"
+    if errors:
+        raise errors[0]
+    return results
+
+
+def test_compiled_functions_calling_compiled_functions_while_tracing() -> None:
+    """A compiled function called while another traces runs inline: its ops join that trace, whether it
+    has compiled code of its own or not."""
+    inner = jitorch.compile(lambda x: x * 2, backend="interpreter")
+    fresh = jitorch.compile(lambda x: x - 1, backend="interpreter")
+    inner(jitorch.ones(3))  # compiled before the outer trace: its graph must not be run into it as a constant
+    outer = jitorch.compile(lambda x: fresh(inner(x) + 1), backend="interpreter")
+    outer(jitorch.ones(3))
+    np.testing.assert_array_equal(outer(jitorch.full((3,), 5.0)).numpy(), np.full(3, 10.0, np.float32))
+    assert outer.stats["compiles"] == 1 and outer.stats["hits"] == 1, outer.stats
+    assert [node.op for node in outer.entries()[0].graphs["traced"].nodes] == ["mul", "add", "sub"]
+
+
+def test_recursive_compiled_functions_in_two_threads_do_not_deadlock() -> None:
+    """f calls g and g calls f, both compiled, their first calls made at once from two threads: each thread
+    traces its own function (the other one inlined), and neither waits for the other."""
+    def ping(x: jitorch.Tensor, depth: int) -> jitorch.Tensor:
+        time.sleep(0.05)  # both traces are sure to be under way together
+        return x + 1 if depth == 0 else pong(x * 2, depth - 1)
+
+    def pong(x: jitorch.Tensor, depth: int) -> jitorch.Tensor:
+        time.sleep(0.05)
+        return x - 1 if depth == 0 else ping(x * 3, depth - 1)
+
+    ping, pong = jitorch.compile(ping, backend="interpreter"), jitorch.compile(pong, backend="interpreter")
+    functions = [ping, pong]
+    results = _within(60, lambda i: [functions[i](jitorch.ones(2), 3).numpy() for _ in range(2)], count=2)
+    # ping(1, 3) = pong(2, 2) = ping(6, 1) = pong(12, 0) = 11; pong(1, 3) = ping(3, 2) = pong(6, 1) = ping(18, 0) = 19
+    np.testing.assert_array_equal(results[0], [np.full(2, 11.0, np.float32)] * 2)
+    np.testing.assert_array_equal(results[1], [np.full(2, 19.0, np.float32)] * 2)
+    for compiled in functions:
+        assert compiled.stats["compiles"] == 1 and compiled.stats["hits"] == 1, compiled.stats
+
+
+def test_a_compiled_function_calling_itself() -> None:
+    @jitorch.compile(backend="interpreter")
+    def power(x: jitorch.Tensor, n: int) -> jitorch.Tensor:
+        return x if n == 1 else x * power(x, n - 1)
+
+    power(jitorch.full((2,), 2.0), 5)
+    np.testing.assert_array_equal(power(jitorch.full((2,), 3.0), 5).numpy(), np.full(2, 243.0, np.float32))
+    assert power.stats["compiles"] == 1 and power.stats["hits"] == 1, power.stats
+
+
+def test_a_trace_does_not_hold_up_other_functions() -> None:
+    """Two functions trace at once in two threads: each trace waits to see the other one under way."""
+    under_way = [threading.Event(), threading.Event()]
+    saw_the_other = [False, False]
+
+    def traced(i: int) -> Callable:
+        def fn(x: jitorch.Tensor) -> jitorch.Tensor:
+            under_way[i].set()
+            saw_the_other[i] = under_way[1 - i].wait(timeout=10)
+            return x + i
+        return jitorch.compile(fn, backend="interpreter")
+    functions = [traced(0), traced(1)]
+    _within(60, lambda i: functions[i](jitorch.ones(2)), count=2)
+    assert saw_the_other == [True, True]

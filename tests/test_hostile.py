@@ -382,9 +382,6 @@ KNOWN = [
     ("inplace", "(traced on offset memory)", "an in-place write to a view argument is lost"),
     ("inplace", "on overlapping memory (traced on contiguous memory): compiled ('raise', 'ValueError'",
      "compiled write-back into overlapping memory raises numpy's ValueError, eager a RuntimeError"),
-    ("huge", "expand past int64", "numpy's ValueError escapes for sizes past int64"),
-    ("huge", "repeat: an impossible", "numpy's ValueError escapes for sizes past int64"),
-    ("huge", "compiled expand to 1099511627776", "numpy's ValueError escapes for sizes past int64"),
     ("indices", "cross_entropy with indices", "compiled cross_entropy raises gather's error, eager its own"),
 ]
 

@@ -211,12 +211,14 @@ def everything() -> Graph:
     picked = b.emit("index", x, rows)
     put = b.emit("index_put", x, rows, picked, accumulate=True)
     product = b.emit("matmul", x, b.emit("permute", x, perm=(1, 0)))
-    fills = [b.emit("full", shape=(2,), value=-math.inf, dtype=f32), b.emit("full", shape=(), value=math.nan, dtype=f64),
+    sums = b.emit("cumsum", d, axis=1)
+    fills = [b.emit("full", shape=(2,), value=-math.inf, dtype=f32),
+             b.emit("full", shape=(), value=math.nan, dtype=f64),
              b.emit("full", shape=(3,), value=7, dtype=i64), b.emit("full", shape=(1,), value=True, dtype=b8),
              b.emit("arange", start=0, step=2, size=5, dtype=i64),
              b.emit("arange", start=0.5, step=-0.25, size=4, dtype=f32)]
     noise = b.emit("add", b.emit("rand_normal", seed, shape=(3,), dtype=f64), Literal(1.0, f64))
-    b.set_outputs([e, p, q, r, s, m, joined, gathered, put, product, *fills, noise, x, e])
+    b.set_outputs([e, p, q, r, s, m, joined, gathered, put, product, sums, *fills, noise, x, e])
     return b.build()
 
 
@@ -369,12 +371,14 @@ def test_verify_catches_undefined_outputs_and_unknown_ops():
     with pytest.raises(VerifyError, match=r"output 1 \(%ghost\) is not defined"):
         verify(Graph("g", graph.inputs, graph.nodes, [*graph.outputs, Value("ghost", T(3))]))
     graph.nodes[1].op = "frobnicate"
-    with pytest.raises(VerifyError, match=r"op 'frobnicate' is not in the registry\n    %1 : f32\[3\] = frobnicate\(%0\)"):
+    with pytest.raises(VerifyError,
+                       match=r"op 'frobnicate' is not in the registry\n    %1 : f32\[3\] = frobnicate\(%0\)"):
         verify(graph)
 
 
 def test_verify_catches_unprintable_attrs_and_literals():
-    graph = parse_graph("graph g(%x: f32[2,3]) -> f32[3,2] {\n  %0 : f32[3,2] = reshape(%x, shape=(3,2))\n  return %0\n}")
+    graph = parse_graph("graph g(%x: f32[2,3]) -> f32[3,2] {\n"
+                        "  %0 : f32[3,2] = reshape(%x, shape=(3,2))\n  return %0\n}")
     graph.nodes[0].attrs["shape"] = [3, 2]
     with pytest.raises(VerifyError, match=r"attribute shape=\[3, 2\] is not"):
         verify(graph)

@@ -90,9 +90,8 @@ def test_a_dropped_compiled_function_frees_its_graphs(backend: str) -> None:
     assert all(ref() is None for ref in refs)
 
 
-@pytest.mark.xfail(strict=True, reason="codegen/jit.py: JIT._modules keeps every compiled module (and its execution "
-                                       "engine) forever; compiler.reset() does not release machine code, reported")
 def test_reset_releases_machine_code() -> None:
+    # fixed (JIT._modules kept every compiled module, and its execution engine, forever)
     _backend("llvm")
     compiled = jitorch.compile(lambda x: (x * 3).tanh() + 1, backend="llvm")
     compiled(jitorch.ones(7, 3))
@@ -101,3 +100,21 @@ def test_reset_releases_machine_code() -> None:
     jitorch.compiler.reset()
     gc.collect()
     assert module() is None, "the compiled module outlives reset()"
+
+
+def test_machine_code_is_shared_while_in_use_and_released_after() -> None:
+    _backend("llvm")
+    first = jitorch.compile(lambda x: (x * 5).sigmoid() - 2, backend="llvm")
+    second = jitorch.compile(lambda x: (x * 5).sigmoid() - 2, backend="llvm")
+    first(jitorch.ones(5, 2))
+    second(jitorch.ones(5, 2))
+    module = first.entries()[0].run_forward.keep_alive
+    assert second.entries()[0].run_forward.keep_alive is module  # one kernel text, compiled once
+    engine, module = module._engine, weakref.ref(module)
+    del first
+    gc.collect()
+    assert module() is not None and not engine.closed  # `second` still runs it
+    np.testing.assert_allclose(second(jitorch.zeros(5, 2)).numpy(), np.full((5, 2), -1.5, np.float32), rtol=1e-6)
+    del second
+    gc.collect()
+    assert module() is None and engine.closed

@@ -8,6 +8,10 @@ cache hit skips parsing, optimization and code generation, and runs exactly the 
     module = get_jit().compile(ir_text, ["kernel"])
     kernel = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)(module.address("kernel"))
 
+A module's machine code lives as long as its `CompiledModule`: whatever runs the code holds the module
+(a compiled graph keeps it as `keep_alive`), and the JIT's in-memory cache only refers to it weakly, so
+code nobody can call any more is released.
+
 Disk entries live in `$JITORCH_CACHE_DIR` (default `~/.cache/jitorch`); `JITORCH_DISABLE_DISK_CACHE=1`
 turns the cache off. An entry is `<key>.json` (metadata) next to `<key>.o` (raw object bytes, checked
 by size and sha256); an entry that does not match this process exactly is recompiled, never trusted.
@@ -23,6 +27,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 from pathlib import Path
 
 import llvmlite
@@ -86,12 +91,34 @@ def _load(object_code: bytes) -> llvm.ExecutionEngine:
     """An MCJIT engine holding `object_code`, relocated and ready to run."""
     _, cpu, features = _host()
     with _LLVM_LOCK:
+        _dispose_retired()
         empty = _parse("")
         # The engine takes ownership of its target machine, so each engine gets its own.
         engine = llvm.create_mcjit_compiler(empty, _create_target_machine(cpu, features))
         engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
         engine.finalize_object()
         return engine
+
+
+_retired: list[llvm.ExecutionEngine] = []  # engines of dropped modules, waiting for the LLVM lock
+
+
+def _release(engine: llvm.ExecutionEngine) -> None:
+    """Free an engine's machine code once its module is gone. LLVM's context is not thread safe, so freeing
+    holds the LLVM lock; but a finalizer must not wait for it (the thread dropping the module may hold a lock
+    that the LLVM lock's holder wants), so when another thread holds it, the next load frees the engine."""
+    _retired.append(engine)
+    if _LLVM_LOCK.acquire(blocking=False):
+        try:
+            _dispose_retired()
+        finally:
+            _LLVM_LOCK.release()
+
+
+def _dispose_retired() -> None:
+    """Free the engines of dropped modules (holding the LLVM lock)."""
+    while _retired:
+        _retired.pop().close()
 
 
 class CompiledModule:
@@ -101,6 +128,8 @@ class CompiledModule:
                  timings: dict[str, float]) -> None:
         self._source_ir = llvm_ir
         self._engine = engine
+        # at exit the process's memory goes anyway, and LLVM may already be shut down
+        weakref.finalize(self, _release, engine).atexit = False
         self._addresses: dict[str, int] = {}
         self._llvm_ir_optimized = llvm_ir_optimized
         self._asm: str | None = None
@@ -140,11 +169,12 @@ class CompiledModule:
 
 
 class JIT:
-    """Compiles LLVM IR to callable machine code, once per distinct module (use get_jit())."""
+    """Compiles LLVM IR to callable machine code, once per distinct module while it is in use (use get_jit())."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # guards the fields below
-        self._modules: dict[str, CompiledModule] = {}
+        # weak: a module nobody holds is released, not kept for a text that may never come again
+        self._modules: weakref.WeakValueDictionary[str, CompiledModule] = weakref.WeakValueDictionary()
         self.memory_hits = 0
         self.disk_hits = 0
         self.compiles = 0
@@ -153,8 +183,9 @@ class JIT:
         """The module compiled from `llvm_ir`, with the addresses of `names` resolved.
 
         `key_extra` is anything besides the IR text that the caller wants in the cache key.
-        Compiling the same text again returns the same object; threads asking for the same text at
-        the same time compile it once.
+        Compiling the same text again while the first module is alive returns the same object; threads
+        asking for the same text at the same time compile it once. The caller keeps the module alive as
+        long as it calls its code.
         """
         key = _cache_key(llvm_ir, key_extra)
         compiled = self._lookup(key)

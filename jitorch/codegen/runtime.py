@@ -341,8 +341,12 @@ class CompiledGraph:
                 slot(value)
             if step.kind == KERNEL:
                 kernel_inputs.update(id(v) for v in step.inputs if id(v) in input_ids)
-        self.input_specs = [(v.shape, v.dtype.numpy, id(v) in kernel_inputs) for v in graph.inputs]
-        dynamic = {slots[id(v)] for v in graph.inputs} | {slots[i] for i in fresh}
+        # kernels index their inputs as contiguous arrays: an input they read gets a twin slot holding a
+        # contiguous copy when the argument is not, while matmuls and views still see the argument as given
+        # (BLAS handles strides itself, and its summation order then matches eager's)
+        twins = {id(v): slot(Value(f"contiguous.{v.name}", v.type)) for v in graph.inputs if id(v) in kernel_inputs}
+        self.input_specs = [(v.shape, v.dtype.numpy, twins.get(id(v))) for v in graph.inputs]
+        dynamic = {slots[id(v)] for v in graph.inputs} | {slots[i] for i in fresh} | set(twins.values())
         for step in steps:  # eager results, and views of anything made per call, are dynamic too
             if step.kind == EAGER or (step.kind == VIEW and slots[id(step.inputs[0])] in dynamic):
                 dynamic.add(slots[id(step.outputs[0])])
@@ -356,7 +360,8 @@ class CompiledGraph:
         self.steps: list[Callable[[list[Any]], None]] = []
         for index, step in enumerate(steps):
             if step.kind == KERNEL:
-                params = [slots[id(v)] for v in step.outputs + step.inputs] + scratch.get(index, [])
+                params = [slots[id(v)] for v in step.outputs] + [twins.get(id(v), slots[id(v)]) for v in step.inputs]
+                params += scratch.get(index, [])
                 self.steps.append(_KernelStep(kernels[index], params, dynamic, self))
             elif step.kind == VIEW and self._static_view(step, slots):
                 continue  # a view of a planned buffer: made once, in the template
@@ -428,13 +433,13 @@ class CompiledGraph:
             raise TypeError(f"{self.graph.name}: expected {len(specs)} inputs, got {len(inputs)}")
         with self.lock:
             env = self.template.copy()
-            for i, (shape, dtype, contiguous) in enumerate(specs):
+            for i, (shape, dtype, twin) in enumerate(specs):
                 array = inputs[i]
                 if type(array) is not np.ndarray or array.dtype is not dtype or array.shape != shape:
                     array = self._checked(i, array)
-                if contiguous and not array.flags.c_contiguous:
-                    array = np.ascontiguousarray(array)
                 env[i] = array
+                if twin is not None:
+                    env[twin] = array if array.flags.c_contiguous else np.ascontiguousarray(array)
             self._inputs = inputs
             for s, shape, dtype, nbytes in self.fresh:
                 env[s] = _outputs.get(shape, dtype, nbytes)

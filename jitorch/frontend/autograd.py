@@ -278,6 +278,26 @@ class CopySlices(Node):
         return keep.if_else(grad, 0.0), replay_view(grad, self.view_chain).contiguous()
 
 
+class CopyBackwards(Node):
+    """The history of a tensor after an in-place copy of a leaf (or of a tensor without history) into it:
+    the gradient goes on to that leaf unchanged (or nowhere). It saves nothing, so it never refuses."""
+
+    __slots__ = ()
+
+    def name(self) -> str:
+        return "CopyBackwards"
+
+    def apply(self, grad: Tensor, create_graph: bool) -> Sequence[Any]:
+        return (grad,)
+
+
+def copy_node(source: Any) -> Node:
+    """The node a tensor takes as its history when an in-place op writes a value into it whose tape edge
+    is `source`: that value's node, or else a node leading to the leaf (or to nothing) it copies, so that
+    `y[:] = b` or `y.copy_(b)` with b a leaf gives b its gradient."""
+    return source if isinstance(source, Node) else CopyBackwards((source,))
+
+
 class FunctionNode(Node):
     """A node whose backward is a Python function (custom autograd Functions, compiled graphs)."""
 

@@ -1,17 +1,17 @@
-"""`jitorch.compile`: guards, the cache of compiled graphs, eager fallback with reasons, and the autograd
-node for compiled calls.
+"""`jitorch.compile`: the cache of compiled graphs by guard key (the keys are built in guards.py), eager
+fallback with reasons, and the autograd node for compiled calls.
 
 The first call for a guard key runs the function eagerly while recording (and returns that result),
 then optimizes the graph and compiles it with the backend. Later calls with the same key run the
 compiled graph. A key whose trace cannot be replayed (a value read into Python, a host-side op, an
 in-place write through an unsupported view) runs eagerly from then on, with the reason kept for
-`explain()`. See the README's "compile() contract".
+`explain()`. Threads wanting one function's new key wait for a single trace and compile; a compiled function
+called by a function being traced runs inline, recorded into that trace. See the README's "compile() contract".
 """
 from __future__ import annotations
 
 import functools
 import inspect
-import operator
 import os
 import threading
 import time
@@ -23,13 +23,12 @@ from typing import Any, Callable
 import numpy as np
 
 from jitorch import debug
-from jitorch.frontend import autograd
+from jitorch.frontend import autograd, tracing
+from jitorch.frontend.guards import Unhashable, describe_change, leaf_key, module_guard
 from jitorch.frontend.pytree import flatten, unflatten
 from jitorch.frontend.tensor import Tensor
 from jitorch.frontend.tracing import Recorder
 from jitorch.ir.dtypes import DType
-
-_SIMPLE = (bool, int, float, str, type(None), tuple, DType)
 
 
 class CompileError(RuntimeError):
@@ -43,61 +42,6 @@ def _backends() -> dict[str, Callable]:
 
 def _compile_disabled() -> bool:
     return os.environ.get("JITORCH_DISABLE_COMPILE", "") not in ("", "0")
-
-
-# ----------------------------------------------------------------------------------------------------
-# guard keys
-
-
-def _leaf_key(leaf: Any) -> Any:
-    if isinstance(leaf, Tensor):
-        return (leaf.shape, leaf.dtype, leaf._requires_grad, leaf._data is None)
-    if type(leaf) is float:
-        # by bits: -0.0 == 0.0 would reuse a graph with the other zero baked in, and nan != nan never hits
-        return (float, leaf.hex())
-    if type(leaf) is slice:  # unhashable before Python 3.12: `f(x, slice(1, 3))` would always run eagerly
-        leaf = (leaf.start, leaf.stop, leaf.step)
-        return (slice, leaf) if all(type(v) in (int, type(None)) for v in leaf) else _Unhashable("slice")
-    try:
-        hash(leaf)
-    except TypeError:
-        return _Unhashable(type(leaf).__name__)
-    return (type(leaf), leaf)
-
-
-@dataclass(frozen=True)
-class _Unhashable:
-    type_name: str
-
-
-def _describe_change(paths: list[str], old: tuple, new: tuple) -> str:
-    """Name the first guard that differs between two keys ("argument 'x' dim 0 changed 8 → 9")."""
-    old_leaves, new_leaves = old[1], new[1]
-    if old[0] != new[0]:
-        return "the structure of the arguments changed"
-    if old[2] != new[2]:
-        return f"grad mode changed {old[2]} → {new[2]}"
-    for path, a, b in zip(paths, old_leaves, new_leaves):
-        if a == b:
-            continue
-        if isinstance(a, tuple) and len(a) == 4 and isinstance(b, tuple) and len(b) == 4 and isinstance(a[0], tuple):
-            if len(a[0]) != len(b[0]):
-                return f"argument '{path}' rank changed {len(a[0])} → {len(b[0])}"
-            for dim, (x, y) in enumerate(zip(a[0], b[0])):
-                if x != y:
-                    return f"argument '{path}' dim {dim} changed {x} → {y}"
-            if a[1] is not b[1]:
-                return f"argument '{path}' dtype changed {a[1].name} → {b[1].name}"
-            return f"argument '{path}' requires_grad changed {a[2]} → {b[2]}"
-        if isinstance(a, tuple) and isinstance(b, tuple):
-            return f"argument '{path}' changed {_plain(a)!r} → {_plain(b)!r}"
-        return f"argument '{path}' changed"
-    return "a module flag or lifted tensor changed"
-
-
-def _plain(key: tuple) -> Any:
-    """The argument value a non-tensor leaf key stands for."""
-    return float.fromhex(key[1]) if key[0] is float else key[1]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -172,6 +116,13 @@ class _Eager:
     reasons: list[str]
 
 
+@dataclass
+class _Traced:
+    """A call that traced its key: its result is the eager result of the trace."""
+
+    result: Any
+
+
 class CompiledFunction:
     """What `jitorch.compile(fn)` returns: call it like `fn`."""
 
@@ -226,38 +177,58 @@ class CompiledFunction:
         self.stats["calls"] += 1
         if self.backend == "eager" or _compile_disabled():
             return self.fn(*args, **kwargs)
+        if tracing.STATE.recorder is not None:
+            # called by a function this thread is tracing: run inline, so that trace records these ops (a
+            # graph run here would reach it as a constant, and waiting here for a compile could deadlock)
+            return self.fn(*args, **kwargs)
         spec, leaves, paths = self._flatten(args, kwargs)
-        key = (spec, tuple(map(_leaf_key, leaves)), autograd._mode.enabled)
-        entries = self._cache.get(key)
-        if entries is not None:
-            for entry in entries:
-                if isinstance(entry, _Eager):
-                    return self.fn(*args, **kwargs)
-                tensors = entry.inputs(leaves)
-                if tensors is not None:
-                    self.stats["hits"] += 1
-                    if entry.symbolic:  # no data to run a graph on: shapes propagate eagerly, recording nothing
-                        return self.fn(*args, **kwargs)
-                    return self._run_checked(entry, tensors, args, kwargs) if self.check else self._run(entry, tensors)
-        with self._lock:
-            return self._miss(key, spec, leaves, paths, args, kwargs)
+        key = (spec, tuple(map(leaf_key, leaves)), autograd._mode.enabled)
+        found = self._lookup(key, leaves)
+        if found is None:
+            # one thread traces and compiles a key; another wanting it meanwhile waits here, then uses it
+            with self._lock:
+                found = self._lookup(key, leaves) or self._miss(key, spec, leaves, paths, args, kwargs)
+            if isinstance(found, _Traced):
+                return found.result
+        entry, tensors = found
+        if tensors is None:  # this key runs eagerly
+            return self.fn(*args, **kwargs)
+        self.stats["hits"] += 1
+        if entry.symbolic:  # no data to run a graph on: shapes propagate eagerly, recording nothing
+            return self.fn(*args, **kwargs)
+        if self.check:
+            return self._run_checked(entry, tensors, args, kwargs)
+        return self._run(entry, tensors, args, kwargs)
 
-    def _miss(self, key: tuple, spec: Any, leaves: list[Any], paths: list[str], args: tuple, kwargs: dict) -> Any:
-        if any(isinstance(k, _Unhashable) for k in key[1]):
-            bad = next(p for p, k in zip(paths, key[1]) if isinstance(k, _Unhashable))
-            return self._fall_back(key, [f"argument '{bad}' is of an unhashable type and cannot be guarded"],
-                                   args, kwargs)
+    def _lookup(self, key: tuple, leaves: list[Any]) -> tuple[Any, list[Tensor] | None] | None:
+        """(entry, the tensors it is fed) for a cached key whose guards hold, (an _Eager, None) for a key that
+        runs eagerly, or None."""
+        for entry in self._cache.get(key, ()):
+            if isinstance(entry, _Eager):
+                return entry, None
+            tensors = entry.inputs(leaves)
+            if tensors is not None:
+                return entry, tensors
+        return None
+
+    def _miss(self, key: tuple, spec: Any, leaves: list[Any], paths: list[str], args: tuple,
+              kwargs: dict) -> tuple[Any, None] | _Traced:
+        """Trace and compile a new key (the caller holds the lock): the trace's result, or (entry, None) for a
+        call to run eagerly, which the caller does once it has released the lock."""
+        if any(isinstance(k, Unhashable) for k in key[1]):
+            bad = next(p for p, k in zip(paths, key[1]) if isinstance(k, Unhashable))
+            return self._fall_back(key, [f"argument '{bad}' is of an unhashable type and cannot be guarded"])
         compiled = sum(1 for entries in self._cache.values() for e in entries if isinstance(e, _Entry))
         if compiled >= self.recompile_limit:
             if not self._warned:  # once: a loop over ever new shapes must not grow a list per call
-                change = _describe_change(paths, self._last_key, key) if self._last_key else "a guard changed"
+                change = describe_change(paths, self._last_key, key) if self._last_key else "a guard changed"
                 warnings.warn(f"jitorch.compile: {self.name} hit the recompile limit ({self.recompile_limit}): "
                               f"{change}; running eagerly from now on", stacklevel=3)
                 self._warned = True
                 self.recompile_reasons.append(change)
             self.stats["fallbacks"] += 1
-            return self.fn(*args, **kwargs)
-        change = _describe_change(paths, self._last_key, key) if self._last_key is not None else None
+            return None, None
+        change = describe_change(paths, self._last_key, key) if self._last_key is not None else None
         result, entry = self._trace_and_compile(spec, leaves, paths, args, kwargs)
         if change is not None:  # counted once the trace succeeded: bad input raises and compiles nothing
             self.stats["recompiles"] += 1
@@ -267,15 +238,16 @@ class CompiledFunction:
         if isinstance(entry, _Eager):
             self.stats["fallbacks"] += 1
             self.fallback_reasons.extend(entry.reasons)
-        return result
+        return _Traced(result)
 
-    def _fall_back(self, key: tuple, reasons: list[str], args: tuple, kwargs: dict) -> Any:
+    def _fall_back(self, key: tuple, reasons: list[str]) -> tuple[_Eager, None]:
         if self.fullgraph:
             raise CompileError(f"jitorch.compile(fullgraph=True): {self.name} cannot be compiled: {reasons[0]}")
-        self._cache.setdefault(key, []).append(_Eager(reasons))
+        entry = _Eager(reasons)
+        self._cache.setdefault(key, []).append(entry)
         self.fallback_reasons.extend(reasons)
         self.stats["fallbacks"] += 1
-        return self.fn(*args, **kwargs)
+        return entry, None
 
     # ---------------------------------------------------------------------------------------------
     # tracing and compiling
@@ -364,7 +336,7 @@ class CompiledFunction:
             graphs["optimized"] = graph
             run_forward = backend(graph, timings)
         lifted = [t for t, _ in recorder.lifted]
-        module_guards = [_module_guard(m) for m in recorder.modules]
+        module_guards = [module_guard(m) for m in recorder.modules]
         # written-back tensors by input index: this call's arguments, not the traced ones, get the writes
         mutated_inputs = [next(i for i, t in enumerate(input_tensors) if t is root) for root in mutated]
         return _Entry(arg_positions, aliases, lifted, [recorder.sources.get(id(t)) for t in lifted],
@@ -375,18 +347,27 @@ class CompiledFunction:
     # ---------------------------------------------------------------------------------------------
     # running an entry
 
-    def _run(self, entry: _Entry, tensors: list[Tensor]) -> Any:
+    def _run(self, entry: _Entry, tensors: list[Tensor], args: tuple, kwargs: dict) -> Any:
         inputs = [t._data for t in tensors]
         inputs += [np.array(gen.next_seed(), dtype=np.int64) for gen in entry.seeds]
-        results = entry.run_forward(inputs)
+        try:
+            results = entry.run_forward(inputs)
+        except Exception:
+            # bad input (an index out of range) gets eager's error: the function may word an op's error its own
+            # way (cross_entropy names the bad target), which the graph cannot replay. The graph wrote nothing.
+            try:
+                self.fn(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - whatever eager raises is the error to give
+                raise error from None
+            raise  # eager succeeds where the graph failed: a compiler bug, reported as the graph's error
         n, n_mutated = entry.n_outputs, len(entry.mutated)
         if entry.backward is not None:
             # backward needs inputs as they were, not as the write-back below leaves them
             saved_inputs = [inputs[i].copy() if i in entry.mutated else inputs[i]
                             for i in entry.backward[1].saved_inputs]
-        for i, value in zip(entry.mutated, results[n:n + n_mutated]):
-            np.copyto(tensors[i]._data, value)
-            tensors[i]._version.value += 1
+        with autograd.no_grad():  # eager's own write, with its checks (an expanded argument raises eager's error)
+            for i, value in zip(entry.mutated, results[n:n + n_mutated]):
+                tensors[i]._inplace(Tensor._wrap(value, None))
         outputs = [Tensor._wrap(results[i], None) for i in range(n)]
         if entry.backward is not None:
             self._attach_backward(entry, outputs, tensors, saved_inputs + results[n + n_mutated:])
@@ -440,7 +421,7 @@ class CompiledFunction:
         states = [(gen, gen.get_state()) for gen in {id(g): g for g in [*entry.seeds, default_generator]}.values()]
         mutated = [tensors[i] for i in entry.mutated]
         before = [t._data.copy() for t in mutated]
-        compiled = self._run(entry, tensors)
+        compiled = self._run(entry, tensors, args, kwargs)
         after = [t._data.copy() for t in mutated]
         for tensor, data in zip(mutated, before):
             np.copyto(tensor._data, data)
@@ -501,13 +482,6 @@ def _is_module(obj: Any) -> bool:
     modules = __import__("sys").modules.get("jitorch.nn.modules")
     module_class = getattr(modules, "Module", None)
     return module_class is not None and isinstance(obj, module_class)
-
-
-def _module_guard(module: Any) -> tuple[Any, Callable, Any]:
-    """Guard a module's plain (non-tensor, non-module) attributes: `training`, a `scale` float, flags."""
-    keys = sorted(k for k, v in module.__dict__.items() if isinstance(v, _SIMPLE) and not k.startswith("__jitorch"))
-    getter = operator.itemgetter(*keys) if keys else (lambda d: ())
-    return module, getter, getter(module.__dict__)
 
 
 _registry: list[Any] = []  # weak references to every compiled function, for compiler.reset()

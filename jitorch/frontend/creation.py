@@ -9,6 +9,7 @@ import numpy as np
 from jitorch.frontend.tensor import Tensor, _check_device, dispatch
 from jitorch.ir import dtypes
 from jitorch.ir.dtypes import DType
+from jitorch.ir.types import TensorType, check_size
 from jitorch.ir.vocabulary import shape_args
 
 
@@ -82,19 +83,10 @@ def _new(shape: Any, value: Any, dtype: Any, device: Any, requires_grad: bool) -
     if _check_device(device):
         out = Tensor._symbolic(shape, dtype)
     else:
-        _check_size(shape, dtype)
         out = dispatch("full", (), {"shape": shape, "value": 0 if value is None else value, "dtype": dtype})
     if requires_grad:
         out.requires_grad_()
     return out
-
-
-def _check_size(shape: tuple[int, ...], dtype: DType) -> None:
-    """Refuse allocations that cannot succeed with a clear error instead of a crash."""
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > 1 << 46:
-        raise RuntimeError(f"cannot allocate a tensor of shape {list(shape)} and dtype {dtype.name}: "
-                           f"{nbytes / 2 ** 30:.0f} GiB")
 
 
 def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False, out: Any = None) -> Tensor:
@@ -176,6 +168,7 @@ def logspace(start: float, end: float, steps: int, base: float = 10.0, *, dtype:
 def eye(n: int, m: int | None = None, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     m = n if m is None else m
     dtype = dtypes.as_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
+    check_size(TensorType((n, m), dtype))  # before the two aranges, which alone may not fit
     out = (arange(n).reshape(n, 1) == arange(m).reshape(1, m)).to(dtype)
     if requires_grad:
         out.requires_grad_()

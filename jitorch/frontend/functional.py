@@ -40,18 +40,15 @@ def log_softmax(x: Tensor, dim: int, dtype: DType | None = None) -> Tensor:
 
 
 def cumsum(x: Tensor, dim: int, dtype: DType | None = None) -> Tensor:
-    """Prefix sums as a product with a triangular matrix of ones (exact for integers, one matmul)."""
+    """Prefix sums along `dim`: the `cumsum` primitive, after bool and integer inputs become int64."""
     if dtype is not None:
         x = x.to(dtype)
     elif not x.dtype.is_floating_point:
         x = x.to(dtypes.int64)
     axis = normalize_dim(dim, x.ndim)
-    if x.ndim == 0:  # a new tensor, never x itself
-        return cumsum(x.reshape(1), 0).reshape(())
-    n = x.shape[axis]
-    steps = x._apply("arange", start=0, step=1, size=n, dtype=dtypes.int64)
-    upper = (steps.reshape(n, 1) <= steps.reshape(1, n)).to(x.dtype)
-    return x.movedim(axis, -1).matmul(upper).movedim(-1, axis)
+    if x.ndim == 0:
+        return x.reshape(1).cumsum_axis(0).reshape(())
+    return x.cumsum_axis(axis)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -61,8 +58,10 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     if approximate == "tanh":
-        inner = (x + x * x * x * 0.044715) * math.sqrt(2.0 / math.pi)
-        return x * 0.5 * (inner.tanh() + 1.0)
+        # x/2·(1 + tanh(u)) written as x·sigmoid(2u): the same function, one exp per element where tanh
+        # costs a polynomial and an exp, and no cancellation in 1 + tanh(u) for large negative u
+        inner = (x + x * x * x * 0.044715) * (2.0 * math.sqrt(2.0 / math.pi))
+        return x * inner.sigmoid()
     if approximate != "none":
         raise ValueError(f"approximate argument must be either none or tanh, got {approximate!r}")
     return x * 0.5 * ((x * (1.0 / math.sqrt(2.0))).erf() + 1.0)

@@ -16,7 +16,7 @@ from jitorch.frontend.formatting import tensor_repr
 from jitorch.ir import dtypes
 from jitorch.ir.dtypes import DType
 from jitorch.ir.ops import OPS
-from jitorch.ir.types import Literal, TensorType
+from jitorch.ir.types import Literal, TensorType, check_size
 from jitorch.ir.vocabulary import OpVocabulary, normalize_dim
 
 # PyTorch's names of the element types, as its messages and type() strings spell them
@@ -428,12 +428,12 @@ class Tensor(OpVocabulary):
         self._version.value += 1
         tracing.inplace(self, result)
         if autograd.is_grad_enabled() and (result._requires_grad or self._requires_grad):
-            base = self._base
+            base, source = self._base, autograd.edge(result)
             if base is not None:
-                node = autograd.CopySlices(autograd.edge(base), autograd.edge(result), self._view_chain,
-                                           tuple(base.shape), base.dtype)
+                node = autograd.CopySlices(autograd.edge(base), source, self._view_chain, tuple(base.shape),
+                                           base.dtype)
                 base._grad_fn, base._requires_grad = node, True
-            self._grad_fn, self._requires_grad = result._grad_fn, True
+            self._grad_fn, self._requires_grad = autograd.copy_node(source), True
         self._view_version = self._version.value
         return self
 
@@ -628,6 +628,7 @@ def dispatch(name: str, operands: tuple, attrs: dict) -> Tensor:
     if any(type(o) is not Literal and o._data is None for o in operands):
         out = Tensor._symbolic(out_type.shape, out_type.dtype)
     else:
+        check_size(out_type, name, operands, view=op.view)
         arrays = [o.numpy_value() if type(o) is Literal else o._data for o in operands]
         data = op.eager(*arrays, **attrs)
         if type(data) is not np.ndarray:

@@ -194,24 +194,55 @@ class Recorder:
 
     def inplace(self, tensor: Any, result: Any) -> None:
         new = self.value_of(result)
-        base = tensor._base
-        if base is None:
-            self.value_of(tensor)
-            self._bind(tensor, new)
-            root = tensor
+        target = self._write_target(tensor)
+        if target is None:
+            return
+        root, chain = target
+        if not chain:
+            self.value_of(root)  # a tensor first seen here is read (lifted) before it is written
+            self._bind(root, new)
         else:
-            root = base
-            updated = self._unview(self.value_of(base), tensor._view_chain, new)
+            updated = self._unview(self.value_of(root), chain, new)
             if updated is None:
                 return
-            self._bind(base, updated)
+            self._bind(root, updated)
             self._bind(tensor, new)
-        # every other view of the written memory now sees new values: recompute them from the base
-        for view in self.views.get(id(root), []):
-            if view is not tensor:
-                self._bind(view, self._replay_chain(self.values[id(root)], view._view_chain))
+        # every other view of the written memory now sees new values: recompute them from the root
+        base = root._base if root._base is not None else root
+        prefix = root._view_chain or ()
+        for view in self.views.get(id(base), []):
+            if view is not tensor and view is not root and view._view_chain[:len(prefix)] == prefix:
+                self._bind(view, self._replay_chain(self.values[id(root)], view._view_chain[len(prefix):]))
         if any(t is root for t, _ in self.arguments) or any(t is root for t, _ in self.lifted):
             self.mutated[id(root)] = root
+
+    def _write_target(self, tensor: Any) -> tuple[Any, tuple] | None:
+        """Where an in-place write to `tensor` lands in the graph: (root, `tensor`'s view chain from the root), or
+        None when the write cannot be replayed.
+
+        The root is the view's base (lifted if the trace has not read it yet), unless `tensor` is, or is a view
+        of, an argument arriving as a view (`x.mT`, `x[::2]`): that argument is the root, so every call writes
+        into the view it is given, not into the traced call's base.
+        """
+        base = tensor._base
+        if base is None:
+            return tensor, ()
+        chain = tensor._view_chain
+        inputs = [t for t, _ in self.arguments] + [t for t, _ in self.lifted]
+        ancestor = None  # the argument nearest to `tensor` on its chain of views
+        for candidate, _ in self.arguments:
+            prefix = candidate._view_chain
+            if candidate._base is base and chain[:len(prefix)] == prefix and (
+                    ancestor is None or len(prefix) > len(ancestor._view_chain)):
+                ancestor = candidate
+        if ancestor is None:  # a view of tensors that are the same on every call (or made in the trace)
+            return base, chain
+        # the graph would have to assume that the argument aliases another input (views of one base), which a
+        # later call need not repeat
+        if id(base) in self.values or any(t is not ancestor and t._base is base for t in inputs):
+            self.not_replayable("an in-place write to an argument whose memory another input shares")
+            return None
+        return ancestor, chain[len(ancestor._view_chain):]
 
     def _unview(self, base_value: Value, chain: tuple, new: Value) -> Value | None:
         """The base after writing `new` through the view `chain` of it, via each op's `unview` rule."""

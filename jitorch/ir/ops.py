@@ -24,8 +24,8 @@ from jitorch.ir import dtypes
 from jitorch.ir.dtypes import DType
 from jitorch.ir.types import DTypeError, Literal, ShapeError, TensorType, describe
 
-ELEMENTWISE, REDUCE, MOVEMENT, INDEX, EXTERN, RANDOM, SOURCE = (
-    "elementwise", "reduce", "movement", "index", "extern", "random", "source")
+ELEMENTWISE, REDUCE, MOVEMENT, INDEX, EXTERN, RANDOM, SOURCE, SCAN = (
+    "elementwise", "reduce", "movement", "index", "extern", "random", "source", "scan")
 
 
 class IndexOutOfRange(IndexError, RuntimeError):
@@ -303,8 +303,20 @@ def _cast_vjp(g: Any, out: Any, x: Any, *, dtype: DType) -> tuple:
     return (g.to(x.dtype) if x.dtype.is_floating_point else None,)
 
 
-register("cast", ELEMENTWISE, _cast_infer, lambda x, *, dtype: x.astype(dtype.numpy, order="C"), _cast_vjp,
-         saves="none")
+def _cast_eager(x: np.ndarray, *, dtype: DType) -> np.ndarray:
+    out = x.astype(dtype.numpy, order="C")
+    if x.dtype.kind == "f" and dtype.is_integer:
+        # nan and values out of range become INT_MIN, the x86 "integer indefinite" (what numpy gives
+        # there, and the LLVM backend everywhere), not whatever another CPU's conversion gives
+        limit = float(2 ** (8 * dtype.itemsize - 1))
+        fits = (x >= -limit) & (x < limit)
+        if not fits.all():
+            out[~fits] = np.iinfo(dtype.numpy).min
+    return out
+
+
+# PyTorch casts nan and inf to integers silently: _quiet keeps numpy's "invalid value" warning away
+register("cast", ELEMENTWISE, _cast_infer, _quiet(_cast_eager), _cast_vjp, saves="none")
 # an identity that stops gradients: how detach() and values treated as constants appear in a graph
 register("detach", ELEMENTWISE, lambda x: TensorType(tuple(x.shape), x.dtype), lambda x: x, None)
 
@@ -633,6 +645,35 @@ def _matmul_vjp(g: Any, out: Any, a: Any, b: Any) -> tuple:
 
 
 register("matmul", EXTERN, _matmul_infer, np.matmul, _matmul_vjp)
+
+
+# ----------------------------------------------------------------------------------------------------
+# scans: prefix sums along one axis. Not fusable: the fusion pass runs an op of this kind as an eager
+# step, numpy's cumsum, linear in time and memory
+
+
+def _cumsum_infer(x: Any, *, axis: int) -> TensorType:
+    if not 0 <= axis < x.ndim:
+        raise _fail("cumsum", (x,), f"axis {axis} out of range for {x.ndim} dims (the frontend reshapes 0-d)",
+                    IndexError)
+    if not (x.dtype.is_floating_point or x.dtype.is_integer):
+        raise _fail("cumsum", (x,), f"not supported for dtype {x.dtype.name}", DTypeError)
+    return TensorType(tuple(x.shape), x.dtype)
+
+
+def _cumsum_eager(x: np.ndarray, *, axis: int) -> np.ndarray:
+    # float32 sums run in float64, as PyTorch's CPU kernel does: the error of a long prefix sum stays
+    # that of one rounding, not of n float32 additions in a row
+    accumulator = np.float64 if x.dtype == np.float32 else x.dtype
+    return np.cumsum(x, axis=axis, dtype=accumulator).astype(x.dtype, copy=False)
+
+
+def _cumsum_vjp(g: Any, out: Any, x: Any, *, axis: int) -> tuple:
+    # out_i = sum_{j <= i} x_j, so dx_j = sum_{i >= j} g_i: a prefix sum of g taken from the end
+    return (g.flip(axis).cumsum_axis(axis).flip(axis),)
+
+
+register("cumsum", SCAN, _cumsum_infer, _quiet(_cumsum_eager), _cumsum_vjp, saves="none")
 
 
 # ----------------------------------------------------------------------------------------------------

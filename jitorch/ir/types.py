@@ -64,6 +64,31 @@ class Literal:
         return f"{int(self.value)}:{self.dtype.short}"
 
 
+# More memory than any machine has: asking for it fails at once with a clear error, where the attempt
+# would end in numpy's MemoryError at best and the OOM killer at worst.
+MAX_BYTES = 1 << 46
+# A view allocates nothing, but numpy (and int64 strides) cannot index more bytes than this.
+MAX_VIEW_BYTES = (1 << 63) - 1
+
+
+def check_size(out_type: TensorType, op: str = "", operands: tuple = (), view: bool = False) -> None:
+    """Raise RuntimeError for a tensor that cannot exist, before anything is allocated.
+
+    `op` and `operands` name who asks for it (`expand(f32[1,3]): cannot ...`); a view may be as large as
+    int64 indexing allows, anything else up to MAX_BYTES.
+    """
+    nbytes = out_type.numel * out_type.dtype.itemsize
+    if nbytes <= (MAX_VIEW_BYTES if view else MAX_BYTES):
+        return
+    where = f"{op}({describe(operands)}): " if op else ""
+    shape, dtype = list(out_type.shape), out_type.dtype.name
+    if view:
+        raise RuntimeError(f"{where}cannot make a view of shape {shape} and dtype {dtype}: {nbytes} bytes, "
+                           f"more than int64 offsets can address")
+    raise RuntimeError(f"{where}cannot allocate a tensor of shape {shape} and dtype {dtype}: "
+                       f"{nbytes / 2 ** 30:.0f} GiB")
+
+
 def describe(types: list[TensorType | Literal] | tuple[TensorType | Literal, ...]) -> str:
     """`f32[3,4], f32[5,2]`: how an op's operand types are named in error messages.
 

@@ -430,6 +430,10 @@ class OpVocabulary:
     def prod_axes(self, axes: tuple[int, ...]) -> Any:
         return self._apply("prod", self, axes=tuple(axes))
 
+    def cumsum_axis(self, axis: int) -> Any:
+        """The `cumsum` primitive: prefix sums along a non-negative `axis`, in this dtype."""
+        return self._apply("cumsum", self, axis=axis)
+
     def _squeeze_axes(self, axes: tuple[int, ...]) -> Any:
         return self.reshape(*(s for i, s in enumerate(self.shape) if i not in axes))
 
@@ -787,9 +791,11 @@ class OpVocabulary:
         axis = normalize_dim(dim, self.ndim)
         if index.ndim > 1:
             raise IndexError("index_select(): Index is supposed to be a vector")
-        index = index.reshape(-1)
-        moved = self.movedim(axis, 0) if axis else self
-        return moved.index((index,)).movedim(0, axis) if axis else moved.index((index,))
+        # gather, unlike index, refuses negative indices, as PyTorch's index_select does (in eager and
+        # compiled code alike, since the check is the primitive's)
+        shape = tuple(index.numel() if d == axis else size for d, size in enumerate(self.shape))
+        lined_up = index.reshape(*(index.numel() if d == axis else 1 for d in range(self.ndim)))
+        return self.gather(axis, lined_up.expand(*shape))
 
     def take_along_dim(self, indices: Any, dim: int) -> Any:
         return self.gather(dim, indices)
