@@ -434,7 +434,7 @@ class _Tagger(nn.Module):
 def test_compiled_matches_eager_forward_and_gradients_without_fallback(make: object, backend: str) -> None:
     model = _Tagger(make())
     compiled = jitorch.compile(model, backend=backend)
-    for step in range(3):
+    for _ in range(3):
         x = jitorch.randn(6, 2, 3)
         got = compiled(x)
         model.zero_grad()

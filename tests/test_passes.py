@@ -3,23 +3,27 @@
 partition, and by running input and output graphs on the same values."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pytest
 
 import jitorch
-from jitorch.ir.graph import Graph
+from jitorch.ir import dtypes
+from jitorch.ir.graph import Graph, GraphBuilder
 from jitorch.ir.interpreter import run
 from jitorch.ir.parser import parse_graph
 from jitorch.ir.printer import format_graph
+from jitorch.ir.types import TensorType
 from jitorch.ir.verify import verify
 from jitorch.passes import pipeline
 from jitorch.passes.autodiff import differentiate
 from jitorch.passes.cse import cse
 from jitorch.passes.dce import dce
 from jitorch.passes.simplify import simplify
+from tests.nn_reference import numeric_gradients
+from tests.opinfo import record_dispatch
 
 
 def snapshot(graph: Graph) -> tuple:
@@ -161,6 +165,55 @@ def test_movement_round_trips_and_identities_disappear() -> None:
         assert same_bits(got, want)
 
 
+LINEAR_IN = """\
+graph linear(%x: f32[4,2,3], %w: f32[5,3]) -> f32[4,2,5] {
+  %0 : f32[3,5]   = permute(%w, perm=(1,0))
+  %1 : f32[1,3,5] = reshape(%0, shape=(1,3,5))
+  %2 : f32[4,3,5] = expand(%1, shape=(4,3,5))
+  %3 : f32[4,2,5] = matmul(%x, %2)
+  return %3
+}"""
+
+
+def test_a_batched_matmul_by_an_expanded_matrix_becomes_one_matmul_of_rows_once_gradients_are_taken() -> None:
+    # before autodiff it stays batched: w's gradient is then a product per batch element summed over the batch
+    # (as eager computes it), not a float32 dot product over every row of the batch
+    assert format_graph(apply(simplify, LINEAR_IN)) == LINEAR_IN
+    simplified = apply(lambda graph: dce(simplify(graph, after_autodiff=True)), LINEAR_IN)
+    assert format_graph(simplified) == """\
+graph linear(%x: f32[4,2,3], %w: f32[5,3]) -> f32[4,2,5] {
+  %0 : f32[3,5]   = permute(%w, perm=(1,0))
+  %1 : f32[8,3]   = reshape(%x, shape=(8,3))
+  %2 : f32[8,5]   = matmul(%1, %0)
+  %3 : f32[4,2,5] = reshape(%2, shape=(4,2,5))
+  return %3
+}"""
+    again = apply(lambda graph: simplify(graph, after_autodiff=True), format_graph(simplified))
+    assert format_graph(again) == format_graph(simplified)  # idempotent
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((4, 2, 3)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
+    np.testing.assert_allclose(run(simplified, [x, w])[0], run(parse_graph(LINEAR_IN), [x, w])[0], rtol=1e-6,
+                               atol=1e-6)
+    broadcast_rows = """\
+graph outer(%x: f32[4,2,3], %w: f32[5]) -> f32[4,2,5] {
+  %0 : f32[1,1,5] = reshape(%w, shape=(1,1,5))
+  %1 : f32[4,3,5] = expand(%0, shape=(4,3,5))
+  %2 : f32[4,2,5] = matmul(%x, %1)
+  return %2
+}"""
+    # expanded within the matrix too: not one matrix for every batch element
+    assert format_graph(apply(lambda graph: simplify(graph, after_autodiff=True), broadcast_rows)) == broadcast_rows
+    empty = apply(lambda graph: simplify(graph, after_autodiff=True), """\
+graph empty(%x: f32[4,2,0], %w: f32[5,0]) -> f32[4,2,5] {
+  %0 : f32[0,5]   = permute(%w, perm=(1,0))
+  %1 : f32[1,0,5] = reshape(%0, shape=(1,0,5))
+  %2 : f32[4,0,5] = expand(%1, shape=(4,0,5))
+  %3 : f32[4,2,5] = matmul(%x, %2)
+  return %3
+}""")
+    assert not run(empty, [np.zeros((4, 2, 0), np.float32), np.zeros((5, 0), np.float32)])[0].any()
+
+
 DETACH = """\
 graph stop(%x: f32[3]) -> f32[3] {
   %0 : f32[3] = detach(%x)
@@ -293,7 +346,7 @@ graph layer(%x: f32[2,3], %w: f32[3,4], %b: f32[4], %frozen: f32[4]) -> (f32[2,4
 }"""
 
 LAYER_FORWARD = """\
-graph layer(%x: f32[2,3], %w: f32[3,4], %b: f32[4], %frozen: f32[4]) -> (f32[2,4], f32[], f32[2,4], f32[2,4], f32[4,3]) {
+graph layer(%x: f32[2,3], %w: f32[3,4], %b: f32[4], %frozen: f32[4]) -> (f32[2,4], f32[], f32[2,4]) {
   %0  : f32[2,4] = matmul(%x, %w)                 # l1  model.py:3
   %1  : f32[1,4] = reshape(%b, shape=(1,4))       # l1  model.py:3
   %2  : f32[2,4] = expand(%1, shape=(2,4))        # l1  model.py:3
@@ -306,33 +359,36 @@ graph layer(%x: f32[2,3], %w: f32[3,4], %b: f32[4], %frozen: f32[4]) -> (f32[2,4
   %9  : f32[]    = reshape(%8, shape=())          # -   model.py:6
   %10 : f32[2,4] = mul(%4, %4)                    # -   model.py:4
   %11 : f32[2,4] = sub(1.0:f32, %10)              # -   model.py:4
-  %12 : f32[4,3] = permute(%w, perm=(1,0))        # l1  model.py:3
-  return %4, %9, %6, %11, %12
+  return %4, %9, %11
 }"""
 
 LAYER_BACKWARD = """\
-graph layer_backward(%saved0: f32[2,4], %saved1: f32[2,4], %saved2: f32[4,3], %grad0: f32[2,4], %grad1: f32[]) -> (f32[2,3], f32[4]) {
-  %0 : f32[1,1] = reshape(%grad1, shape=(1,1))  # -   model.py:6
-  %1 : f32[2,4] = expand(%0, shape=(2,4))       # -   model.py:6
-  %2 : f32[2,4] = mul(%1, %saved0)              # -   model.py:5
-  %3 : f32[2,4] = add(%grad0, %2)               # -   model.py:5
-  %4 : f32[2,4] = mul(%3, %saved1)              # -   model.py:4
-  %5 : f32[1,4] = sum(%4, axes=(0,))            # l1  model.py:3
-  %6 : f32[4]   = reshape(%5, shape=(4,))       # l1  model.py:3
-  %7 : f32[2,3] = matmul(%4, %saved2)           # l1  model.py:3
-  return %7, %6
-}"""
+graph layer_backward(%frozen: f32[4], %w: f32[3,4], %saved0: f32[2,4], %grad0: f32[2,4], %grad1: f32[]) -> (f32[2,3], f32[4]) {
+  %0  : f32[1,4] = reshape(%frozen, shape=(1,4))  # -   model.py:5
+  %1  : f32[2,4] = expand(%0, shape=(2,4))        # -   model.py:5
+  %2  : f32[1,1] = reshape(%grad1, shape=(1,1))   # -   model.py:6
+  %3  : f32[2,4] = expand(%2, shape=(2,4))        # -   model.py:6
+  %4  : f32[2,4] = mul(%3, %1)                    # -   model.py:5
+  %5  : f32[2,4] = add(%grad0, %4)                # -   model.py:5
+  %6  : f32[2,4] = mul(%5, %saved0)               # -   model.py:4
+  %7  : f32[1,4] = sum(%6, axes=(0,))             # l1  model.py:3
+  %8  : f32[4]   = reshape(%7, shape=(4,))        # l1  model.py:3
+  %9  : f32[4,3] = permute(%w, perm=(1,0))        # l1  model.py:3
+  %10 : f32[2,3] = matmul(%6, %9)                 # l1  model.py:3
+  return %10, %8
+}"""  # noqa: E501
 
 
 def test_autodiff_partition_golden() -> None:
     """Forward returns its outputs, then what backward needs; backward takes those, then one gradient per
-    differentiated output, and returns the gradients of the `wrt` inputs in order."""
+    differentiated output, and returns the gradients of the `wrt` inputs in order. Views that backward
+    reads (of %w and %frozen) are made again in backward from the inputs, not saved as copies."""
     split = apply(lambda g: differentiate(g, [0, 2], [0, 1]), LAYER)
     assert format_graph(split.forward) == LAYER_FORWARD
     assert format_graph(split.backward) == LAYER_BACKWARD
-    assert (split.saved_inputs, split.saved_count, split.wrt, split.differentiated) == ((), 3, (0, 2), (0, 1))
+    assert (split.saved_inputs, split.saved_count, split.wrt, split.differentiated) == ((3, 1), 1, (0, 2), (0, 1))
     saved_types = [v.type for v in split.forward.outputs[2:]]
-    assert [v.type for v in split.backward.inputs[:3]] == saved_types
+    assert [v.type for v in split.backward.inputs[2:3]] == saved_types
 
 
 def test_autodiff_partition_computes_eager_gradients() -> None:
@@ -365,7 +421,7 @@ def test_autodiff_of_an_input_no_output_depends_on_is_zero_made_in_backward() ->
     assert [str(v.type) for v in split.backward.outputs] == ["f32[2,3]", "f32[4]"]
     zeros = split.backward.outputs[1].producer  # not a saved forward output: nothing to keep alive
     assert (zeros.op, zeros.attrs["value"]) == ("full", 0.0)
-    assert [str(v.type) for v in split.forward.outputs] == ["f32[2,4]", "f32[]", "f32[2,4]", "f32[4,3]"]
+    assert [str(v.type) for v in split.forward.outputs] == ["f32[2,4]", "f32[]", "f32[2,4]"]
 
 
 def test_autodiff_keeps_zeros_of_slice_gradients_out_of_the_forward_graph() -> None:
@@ -377,3 +433,91 @@ graph window(%x: f32[6,4]) -> f32[2,4] {
 }""")
     assert "f32[6,4]" not in [str(v.type) for v in split.forward.outputs]  # no zeros saved for backward
     assert [node.op for node in split.backward.nodes] == ["mul", "full", "slice_scatter"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# gradients of many slices of one tensor: one cat, not a sum of input-sized slice_scatters
+
+
+def time_steps(steps: int, used: Sequence[int] | None = None) -> Graph:
+    """sum over t of x[:, t] * w, for x f32[2, steps, 3]: each x[:, t] a slice of x."""
+    b = GraphBuilder("steps")
+    x = b.add_input("x", TensorType((2, steps, 3), dtypes.float32))
+    w = b.add_input("w", TensorType((2, 3), dtypes.float32))
+    total = None
+    for t in range(steps) if used is None else used:
+        term = x.narrow(1, t, 1).reshape(2, 3) * w
+        total = term if total is None else total + term
+    b.set_outputs([total.sum_axes((0, 1)).reshape()])
+    return b.build()
+
+
+def test_autodiff_gathers_the_gradients_of_time_steps_into_one_cat() -> None:
+    split = differentiate(time_steps(3), [0], [0])
+    assert format_graph(split.backward) == """\
+graph steps_backward(%w: f32[2,3], %grad0: f32[]) -> f32[2,3,3] {
+  %0 : f32[1,1]   = reshape(%grad0, shape=(1,1))
+  %1 : f32[2,3]   = expand(%0, shape=(2,3))
+  %2 : f32[2,3]   = mul(%1, %w)
+  %3 : f32[2,1,3] = reshape(%2, shape=(2,1,3))
+  %4 : f32[2,3]   = mul(%1, %w)
+  %5 : f32[2,1,3] = reshape(%4, shape=(2,1,3))
+  %6 : f32[2,3]   = mul(%1, %w)
+  %7 : f32[2,1,3] = reshape(%6, shape=(2,1,3))
+  %8 : f32[2,3,3] = cat(%7, %5, %3, axis=1)
+  return %8
+}"""
+    gaps = differentiate(time_steps(5, used=(3, 1)), [0], [0]).backward  # zeros where no step is read
+    assert [(n.op, tuple(n.output.shape)) for n in gaps.nodes if n.op in ("full", "cat", "slice_scatter")] == [
+        ("full", (2, 1, 3)), ("full", (2, 1, 3)), ("full", (2, 1, 3)), ("cat", (2, 5, 3))]
+
+
+def _steps_reference(x: np.ndarray, w: np.ndarray, used: Sequence[int]) -> float:
+    return float(sum((x[:, t] * w).sum() for t in used))
+
+
+@pytest.mark.parametrize("used", [(0, 1, 2, 3), (3, 1), (2, 2, 0)], ids=["all", "gaps", "repeated"])
+def test_gradients_of_time_steps_match_eager_and_finite_differences(used: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 4, 3)).astype(np.float32), rng.standard_normal((2, 3)).astype(np.float32)
+    split = pipeline.run_passes(time_steps(4, used), pipeline.before_autodiff(), {})
+    split = differentiate(split, [0], [0])
+    saved = [[x, w][i] for i in split.saved_inputs] + run(split.forward, [x, w])[1:]
+    (graph_grad,) = run(split.backward, saved + [np.array(1.0, np.float32)])
+    leaf = jitorch.tensor(x, requires_grad=True)
+    sum((leaf[:, t] * jitorch.tensor(w)).sum() for t in used).backward()
+    (numeric,) = numeric_gradients(lambda a: _steps_reference(a, w.astype(np.float64), used), [x])
+    np.testing.assert_allclose(graph_grad, leaf.grad.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(leaf.grad.numpy(), numeric, rtol=1e-5, atol=1e-5)
+
+
+def test_backward_of_time_steps_grows_linearly_in_the_number_of_steps() -> None:
+    """Nodes and elements written by the backward graph: T slice_scatters into zeros of the whole input
+    would write T x (the input's size) elements."""
+    sizes = []
+    for steps in (4, 8, 16):
+        backward = differentiate(time_steps(steps), [0], [0]).backward
+        sizes.append((len(backward.nodes), sum(n.output.type.numel for n in backward.nodes)))
+    (nodes4, elements4), (nodes8, elements8), (nodes16, elements16) = sizes
+    assert nodes16 - nodes8 == 2 * (nodes8 - nodes4)
+    assert elements16 - elements8 == 2 * (elements8 - elements4)
+
+
+def test_eager_backward_of_time_steps_adds_each_step_into_one_buffer() -> None:
+    w = jitorch.randn(2, 3)
+    x = jitorch.randn(2, 16, 3, requires_grad=True)
+    hidden = x * 2.0  # not a leaf: the steps' gradients meet in the engine's buffer for `hidden`
+    loss = sum((x[:, t] * w).sum() + (hidden[:, t] * w).sum() for t in range(16))
+    with record_dispatch() as seen:
+        loss.backward()
+    assert seen.count("slice_scatter") == 2  # the first step into x's gradient and into hidden's; the rest in place
+    expected = np.broadcast_to(w.numpy()[:, None, :] * 3.0, (2, 16, 3))
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-6, atol=1e-6)
+    (again,) = jitorch.autograd.grad(sum((x[:, t] * w).sum() for t in range(16)), [x])  # captured, not .grad
+    np.testing.assert_allclose(again.numpy(), expected / 3.0, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-6, atol=1e-6)
+    calls: list[np.ndarray] = []
+    x.register_hook(lambda grad: calls.append(grad.numpy().copy()))
+    sum((x[:, t] * w).sum() for t in range(16)).backward()
+    assert len(calls) == 16  # a hook still sees each step's gradient
+    np.testing.assert_allclose(x.grad.numpy(), expected * 4.0 / 3.0, rtol=1e-6, atol=1e-6)

@@ -433,6 +433,37 @@ def run_backward(roots: Sequence[tuple[Tensor, Tensor]], retain_graph: bool, cre
 
     buffers: dict[Node, Tensor] = {}
     ready: list[tuple[int, int, Node]] = []
+    owned: set[int] = set()  # id(node or leaf) whose gradient buffer add_slice() copied: written in place
+
+    def add_slice(node: Node, grad: Tensor) -> bool:
+        """Add a slice's gradient into its input's gradient, in place. The VJP rule fills input-sized zeros
+        per slice, which would make the gradients of T slices of one tensor (chunked gates, the steps x[:, t]
+        of a sequence) cost O(T x size): so the first slice's gradient comes from the rule, as any other op's
+        does, and the next ones are added into a copy of the sum that this call owns, in the same order."""
+        target = node.next[0]
+        if create_graph or target is None or not isinstance(node, OpNode) or node.op.name != "slice":
+            return False
+        leaf = not isinstance(target, Node)
+        if leaf and target._hooks:
+            return False  # hooks see each gradient reaching the leaf
+        if leaf and capture_ids is not None and id(target) not in capture_ids:
+            return True  # not asked for
+        held = (captured.get(id(target)) if capture_ids is not None else target._grad) if leaf else \
+            buffers.get(target)
+        if held is None or held.dtype is not grad.dtype:
+            return False
+        if id(target) not in owned:
+            held = grad._wrap(np.array(held._data), held.dtype)
+            owned.add(id(target))
+        held._data[tuple(map(slice, node.attrs["starts"], node.attrs["stops"], node.attrs["steps"]))] += grad._data
+        if not leaf:
+            buffers[target] = held
+        elif capture_ids is not None:
+            captured[id(target)] = held
+        else:
+            target._grad = held
+        return True
+
     for tensor, grad in roots:
         used.add(id(grad))
         node = tensor._grad_fn
@@ -449,6 +480,7 @@ def run_backward(roots: Sequence[tuple[Tensor, Tensor]], retain_graph: bool, cre
         while ready:
             _, _, node = heapq.heappop(ready)
             grad = buffers.pop(node, None)
+            owned.discard(id(node))
             grads: Sequence[Any] = ()
             if grad is not None:
                 grad = _run_hooks(node.pre_hooks, grad)
@@ -457,7 +489,8 @@ def run_backward(roots: Sequence[tuple[Tensor, Tensor]], retain_graph: bool, cre
                 if id(node) in capture_nodes:
                     target = capture_nodes[id(node)]
                     captured[id(target)] = grad
-                grads = node.apply(grad, create_graph)
+                if not add_slice(node, grad):
+                    grads = node.apply(grad, create_graph)
                 if not retain_graph:
                     node.release()
             for i, nxt in enumerate(node.next):
@@ -469,6 +502,7 @@ def run_backward(roots: Sequence[tuple[Tensor, Tensor]], retain_graph: bool, cre
                 if isinstance(nxt, Node):
                     if g is not None:
                         buffers[nxt] = g if nxt not in buffers else buffers[nxt] + g
+                        owned.discard(id(nxt))
                     pending[nxt] -= 1
                     if pending[nxt] == 0:
                         heapq.heappush(ready, (-nxt.seq, id(nxt), nxt))

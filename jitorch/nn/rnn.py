@@ -54,8 +54,12 @@ def _gru_step(gates: Tensor, h: Tensor, w_hh_t: Tensor, b_hh: Tensor | None) -> 
 
 
 def _input_gates(mode: str, x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
-    """x W_ih^T plus the biases that add outside any gate product (GRU keeps b_hn inside r * (...))."""
-    gates = x.matmul(w_ih.t())
+    """x W_ih^T plus the biases that add outside any gate product (GRU keeps b_hn inside r * (...)).
+
+    Time and batch are folded into the rows of one matrix product: a (L, N, in) @ (in, G) product would
+    broadcast the weight into L products of N rows, and its gradient into L products summed."""
+    rows = x.reshape(-1, x.shape[-1]).matmul(w_ih.t())
+    gates = rows.reshape(*x.shape[:-1], w_ih.shape[0])
     if b_ih is None:
         return gates
     return gates + b_ih if mode == "GRU" else gates + (b_ih + b_hh)

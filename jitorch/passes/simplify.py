@@ -1,13 +1,21 @@
 """Constant folding and IEEE-safe algebraic simplification, as peephole rules.
 
-Guarantees: every rewrite gives bit-identical results for every input, including -0.0, inf and nan:
+Guarantees: every algebraic rewrite gives bit-identical results for every input, including -0.0, inf and nan:
 so `x - 0.0 -> x`, `x * 1.0 -> x`, `x / 1.0 -> x`, but never `x + 0.0 -> x` (-0.0 + 0.0 is +0.0) nor
 `x * 0 -> 0` (inf * 0 is nan). Constant folding evaluates ops on uniform (`full`) operands with the
 registry's own numpy implementation. `detach` (a gradient barrier) is removed only with
 `after_autodiff=True`, once gradients have been taken.
+
+With `after_autodiff=True` one more rule reshapes work rather than algebra: a batched matmul by a matrix
+expanded over the batch (a linear layer on a sequence) becomes one matmul of all the rows, the same sum of
+products for every element (BLAS may block them differently, so the last bits may differ, as between
+numpy's batched and 2-D matmuls). Only once gradients are taken: the matrix's gradient then stays a product
+per batch element, summed over the batch as eager sums it, where the gradient of one product of B x M rows
+would be a float32 dot product of B x M terms, less accurate than eager's.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -81,6 +89,14 @@ def _identity(builder: GraphBuilder, node: Node, inputs: list) -> Any:
     return None
 
 
+def _reshaped(builder: GraphBuilder, value: Value, shape: tuple[int, ...]) -> Value:
+    """`value` reshaped to `shape`, from what a reshape made it from: nothing to emit for a round trip."""
+    inner = _producer(value)
+    if inner is not None and inner.op == "reshape":
+        value = inner.inputs[0]
+    return value if tuple(value.shape) == tuple(shape) else builder.emit("reshape", value, shape=tuple(shape))
+
+
 def _combine(builder: GraphBuilder, node: Node, inputs: list) -> Any:
     if node.op == "pow" and isinstance(inputs[1], Literal) and inputs[1].value == 2:
         return builder.emit("mul", inputs[0], inputs[0])
@@ -88,9 +104,7 @@ def _combine(builder: GraphBuilder, node: Node, inputs: list) -> Any:
     if inner is None:
         return None
     if node.op == "reshape" and inner.op == "reshape":
-        if inner.inputs[0].type == node.output.type:  # a round trip: nothing to emit
-            return inner.inputs[0]
-        return builder.emit("reshape", inner.inputs[0], **node.attrs)
+        return _reshaped(builder, inputs[0], node.attrs["shape"])
     if node.op == "permute" and inner.op == "permute":
         outer_perm, inner_perm = node.attrs["perm"], inner.attrs["perm"]
         perm = tuple(inner_perm[p] for p in outer_perm)
@@ -101,15 +115,37 @@ def _combine(builder: GraphBuilder, node: Node, inputs: list) -> Any:
     return None
 
 
+def _matrix_rows(builder: GraphBuilder, node: Node, inputs: list) -> Any:
+    """A batched matmul by a matrix expanded over the batch (how `x @ w` broadcasts `w`, as in a linear layer
+    on a sequence) is one matmul of all the rows of `x` by the matrix: one GEMM instead of one per batch
+    element, each small, and no batch of copies of the matrix."""
+    if node.op != "matmul" or len(node.output.shape) < 3:
+        return None
+    rows, matrix = inputs
+    expand = _producer(matrix)
+    batch, inner, columns = len(node.output.shape) - 2, *matrix.shape[-2:]
+    if expand is None or expand.op != "expand":
+        return None
+    source = tuple(expand.inputs[0].shape)
+    if any(size != 1 for size in source[:batch]) or source[batch:] != (inner, columns):  # broadcast over the batch only
+        return None
+    flat = _reshaped(builder, rows, (math.prod(rows.shape[:-1]), inner))
+    product = builder.emit("matmul", flat, _reshaped(builder, expand.inputs[0], (inner, columns)))
+    return builder.emit("reshape", product, shape=tuple(node.output.shape))
+
+
 RULES: tuple[Rule, ...] = (_fold, _identity, _combine)
+RULES_AFTER_AUTODIFF: tuple[Rule, ...] = RULES + (_matrix_rows,)
 
 
 def simplify(graph: Graph, *, after_autodiff: bool = False) -> Graph:
+    rules = RULES_AFTER_AUTODIFF if after_autodiff else RULES
+
     def rewrite(builder: GraphBuilder, node: Node, inputs: list) -> Value | None:
         if after_autodiff and node.op == "detach":
             return inputs[0]
         builder.scope, builder.location = node.scope, node.location
-        for rule in RULES:
+        for rule in rules:
             found = rule(builder, node, inputs)
             if found is not None:
                 return found
