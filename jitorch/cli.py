@@ -18,7 +18,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.dump_dir:
         os.environ["JITORCH_DUMP_DIR"] = args.dump_dir
     if args.eager:
-        os.environ["JITORCH_DISABLE_COMPILE"] = "1"
+        from jitorch.frontend.compile import set_compile_disabled
+        os.environ["JITORCH_DISABLE_COMPILE"] = "1"  # for the script's own subprocesses
+        set_compile_disabled(True)
     if args.check:
         os.environ["JITORCH_CHECK"] = "1"
     sys.argv = [args.script, *args.args]

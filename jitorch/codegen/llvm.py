@@ -1,4 +1,4 @@
-"""Loop nests to LLVM IR: the only file that builds LLVM IR (with mathlib.py, which it calls).
+"""Loop nests to LLVM IR: the only file that builds LLVM IR (with mathlib, which it calls).
 
 Every kernel becomes two functions in one module per graph:
 
@@ -18,11 +18,12 @@ functions are mathlib's inlined polynomial code, so hot loops contain no calls.
 
 Float sums and products are reduced with `reassoc` adds/multiplies only: that lets LLVM keep several
 vector accumulators (lanes x interleave), so results match eager within rounding, not bit for bit.
-float32 sums over rows longer than SUM_BLOCK sum each block in float32 and add the block sums in float64,
-which keeps their error at numpy's pairwise summation's however long the row (and costs nothing on
-shorter rows); column sums (an accumulator per kept element, the reduced dim outside) add in float32 in
-order. Max/min reductions (NaN-propagating `llvm.maximum`) and
-integer reductions are exact.
+Float sums over rows longer than SUM_BLOCK sum each block in their dtype and add the block sums in float64,
+which keeps their error at or below numpy's pairwise summation's however long the row: within a block
+each vector lane adds only a few values in a row, so even a run of equal values, which round the same
+way every time, cannot pile up error (a horizontal add and a float64 add per block cost little). Column
+sums (an accumulator per kept element, the reduced dim outside) add in float32 in order. Max/min
+reductions (NaN-propagating `llvm.maximum`) and integer reductions are exact.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ from jitorch.ir.ops import ELEMENTWISE, OPS
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 F32, F64 = ir.FloatType(), ir.DoubleType()
 PTR = ir.PointerType()
-SUM_BLOCK = 4096  # float32 sums over longer rows add per-block float32 sums in float64
+SUM_BLOCK = 256  # float sums over longer rows add per-block sums in float64
 _VALUE_TYPES = {"bool": I1, "int32": I32, "int64": I64, "float32": F32, "float64": F64}
 
 
@@ -424,7 +425,7 @@ class _KernelBuilder:
         for stage in self.kernel.stages:
             reductions = [s for s in stage.body if isinstance(s, Reduction)]
             long_rows = bool(stage.loops) and stage.loops[-1].extent > SUM_BLOCK
-            blocked = {r.local for r in reductions if long_rows and r.op == "sum" and r.dtype is dtypes.float32}
+            blocked = {r.local for r in reductions if long_rows and r.op == "sum" and r.dtype.is_floating_point}
             for reduction in reductions:
                 self._init_reduction(reduction, reduction.local in blocked)
             if blocked:
@@ -437,22 +438,23 @@ class _KernelBuilder:
                 accumulator, position = self.allocas[reduction.local]
                 if position is not None:
                     loaded = self.builder.load(position, typ=I64)
-                elif reduction.local in blocked:
+                elif reduction.local in blocked and reduction.dtype is dtypes.float32:
                     loaded = self.builder.fptrunc(self.builder.load(accumulator, typ=F64), F32)
                 else:
                     loaded = self.builder.load(accumulator, typ=value_type(reduction.dtype))
                 self.locals[reduction.local] = loaded
 
     def _blocks(self, loop: Loop, body: tuple, blocked: list[Reduction]) -> None:
-        """The innermost loop of a stage with long float32 sums, in blocks of SUM_BLOCK: each block sums
-        in float32 partials (vectorized, reassociated), added to float64 totals after the block."""
+        """The innermost loop of a stage with long float sums, in blocks of SUM_BLOCK: each block sums in
+        partials of the sum's dtype (vectorized, reassociated), added to float64 totals after the block."""
         b = self.builder
         count = -(-loop.extent // SUM_BLOCK)
         with _for_range(b, I64(0), I64(count), f"{loop.var}.block") as block:
             for reduction in blocked:
+                kind = value_type(reduction.dtype)
                 if reduction.local not in self.partials:
-                    self.partials[reduction.local] = self._alloca(F32)
-                b.store(F32(0.0), self.partials[reduction.local])
+                    self.partials[reduction.local] = self._alloca(kind)
+                b.store(ir.Constant(kind, 0.0), self.partials[reduction.local])
             start = b.mul(block, I64(SUM_BLOCK))
             stop = b.add(start, I64(SUM_BLOCK))
             stop = b.select(b.icmp_signed("<", stop, I64(loop.extent)), stop, I64(loop.extent))
@@ -461,7 +463,9 @@ class _KernelBuilder:
                 self._body(body)
             for reduction in blocked:
                 total = self.allocas[reduction.local][0]
-                partial = b.fpext(b.load(self.partials[reduction.local], typ=F32), F64)
+                partial = b.load(self.partials[reduction.local], typ=value_type(reduction.dtype))
+                if reduction.dtype is dtypes.float32:
+                    partial = b.fpext(partial, F64)
                 b.store(b.fadd(b.load(total, typ=F64), partial), total)
         self.partials = {}
 

@@ -40,8 +40,18 @@ def _backends() -> dict[str, Callable]:
     return backends.BACKENDS
 
 
+# read once (os.environ.get costs about a microsecond, a tenth of a cache hit); `jitorch run --eager` and
+# tests switch it with set_compile_disabled
+_DISABLED = [os.environ.get("JITORCH_DISABLE_COMPILE", "") not in ("", "0")]
+
+
 def _compile_disabled() -> bool:
-    return os.environ.get("JITORCH_DISABLE_COMPILE", "") not in ("", "0")
+    return _DISABLED[0]
+
+
+def set_compile_disabled(disabled: bool) -> None:
+    """Make every compiled function run eagerly (True), or compile again (False)."""
+    _DISABLED[0] = disabled
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -365,9 +375,10 @@ class CompiledFunction:
             # backward needs inputs as they were, not as the write-back below leaves them
             saved_inputs = [inputs[i].copy() if i in entry.mutated else inputs[i]
                             for i in entry.backward[1].saved_inputs]
-        with autograd.no_grad():  # eager's own write, with its checks (an expanded argument raises eager's error)
-            for i, value in zip(entry.mutated, results[n:n + n_mutated]):
-                tensors[i]._inplace(Tensor._wrap(value, None))
+        if n_mutated:
+            with autograd.no_grad():  # eager's own write, with its checks (an expanded argument raises eager's error)
+                for i, value in zip(entry.mutated, results[n:n + n_mutated]):
+                    tensors[i]._inplace(Tensor._wrap(value, None))
         outputs = [Tensor._wrap(results[i], None) for i in range(n)]
         if entry.backward is not None:
             self._attach_backward(entry, outputs, tensors, saved_inputs + results[n + n_mutated:])

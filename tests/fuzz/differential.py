@@ -51,6 +51,7 @@ class Run:
 
     outputs: list[np.ndarray] = field(default_factory=list)
     dtypes: list[str] = field(default_factory=list)
+    computed: list[str] = field(default_factory=list)  # the dtypes of every value the program made
     requires_grad: list[bool] = field(default_factory=list)
     grads: list[np.ndarray | None] = field(default_factory=list)
     mutated: list[np.ndarray] = field(default_factory=list)
@@ -79,6 +80,7 @@ def evaluate(fn: Callable[..., Any], program: Program, reference: bool = False) 
         run.outputs = [o.detach().numpy().copy() for o in outputs]
         run.live = list(outputs)
         run.dtypes = [o.dtype.name for o in outputs]
+        run.computed = sorted(getattr(fn, "dtypes", ()))
         run.requires_grad = [o.requires_grad for o in outputs]
         run.mutated = [args[i].detach().numpy().copy() for i, spec in enumerate(program.inputs)
                        if spec.name in program.mutated]
@@ -119,7 +121,7 @@ def validate(program: Program) -> bool:
 
 def _float_eps(run: Run, program: Program) -> float:
     """Tolerances follow the least precise float the program computes in."""
-    names = set(run.dtypes) | {spec.value.dtype.name for spec in program.inputs}
+    names = set(run.dtypes) | set(run.computed) | {spec.value.dtype.name for spec in program.inputs}
     return EPS["float32"] if "float32" in names or not names & set(EPS) else EPS["float64"]
 
 

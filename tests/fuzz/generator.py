@@ -114,6 +114,9 @@ class Program:
         def program(*args: Any) -> tuple:
             env = dict(zip(names, args))
             exec(code, scope, env)  # noqa: S102 - the program's own generated code
+            # every dtype the program computed in (an int program may take a float32 detour): tolerances
+            # follow the least precise of them
+            program.dtypes = {v.dtype.name for v in env.values() if isinstance(v, jitorch.Tensor)}
             return tuple(env[o] for o in outputs)
         program.__name__ = f"fuzz_{self.seed}"
         return program
