@@ -17,7 +17,8 @@ from jitorch.frontend.creation import (  # noqa: E402
 from jitorch.frontend.random import (  # noqa: E402
     Generator, bernoulli, default_generator, get_rng_state, initial_seed, manual_seed, multinomial, normal, rand,
     rand_like, randint, randint_like, randn, randn_like, randperm, seed, set_rng_state)
-from jitorch.frontend.tensor import Size, Tensor, device  # noqa: E402
+from jitorch.frontend.device import device  # noqa: E402
+from jitorch.frontend.tensor import Size, Tensor  # noqa: E402
 from jitorch.ir.dtypes import (  # noqa: E402
     DType as dtype, bool_ as bool, float32, float64, get_default_dtype, int32, int64, promote_types,
     set_default_dtype)

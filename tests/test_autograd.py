@@ -101,7 +101,10 @@ def _double(*shape: int) -> torch.Tensor:
 
 def test_gradcheck_reports_a_wrong_gradient() -> None:
     x = _double(3)
-    wrong = lambda t: t * t.detach()
+
+    def wrong(t: torch.Tensor) -> torch.Tensor:
+        return t * t.detach()
+
     with pytest.raises(GradcheckError) as info:
         gradcheck(wrong, (x,))
     message = str(info.value)

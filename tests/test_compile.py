@@ -109,7 +109,7 @@ def test_global_tensor_becomes_an_input_read_at_call_time() -> None:
     graph = traced_graph(fast, x)
     assert [str(v.type) for v in graph.inputs] == ["f32[2,3]", "f32[3]"]
     assert_same(fast(x), shifted(x))
-    for step in range(3):
+    for _ in range(3):
         SHIFT.add_(0.5)  # in place: no recompile, the next call reads the new values
         assert_same(fast(x), shifted(x))
     assert fast.stats == {"calls": 4, "hits": 3, "compiles": 1, "fallbacks": 0, "recompiles": 0}

@@ -117,7 +117,8 @@ def _one_cycle_reference(step, total, max_lr, pct=0.3, div=25.0, final_div=1e4, 
     initial = max_lr / div
     low = initial / final_div
     if three_phase:
-        phases = [(pct * total - 1, initial, max_lr, max_m, base_m), (2 * pct * total - 2, max_lr, initial, base_m, max_m),
+        phases = [(pct * total - 1, initial, max_lr, max_m, base_m),
+                  (2 * pct * total - 2, max_lr, initial, base_m, max_m),
                   (total - 1, initial, low, max_m, max_m)]
     else:
         phases = [(pct * total - 1, initial, max_lr, max_m, base_m), (total - 1, max_lr, low, base_m, max_m)]

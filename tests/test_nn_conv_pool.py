@@ -171,14 +171,18 @@ CONV_CASES = [  # (N, C, H, W), out channels, kernel, stride, padding, dilation,
 ]
 
 
+def _pair(v):
+    """PyTorch's int-or-pair argument as a pair."""
+    return (v, v) if isinstance(v, int) else v
+
+
 def _ref_pads(padding, kernel, dilation):
     if padding == "valid":
         return ((0, 0), (0, 0))
     if padding == "same":
         totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
         return tuple((tt // 2, tt - tt // 2) for tt in totals)
-    p = (padding, padding) if isinstance(padding, int) else padding
-    return tuple((v, v) for v in p)
+    return tuple((v, v) for v in _pair(padding))
 
 
 @pytest.mark.parametrize("shape, out_channels, kernel, stride, padding, dilation, groups", CONV_CASES)
@@ -187,8 +191,7 @@ def test_conv2d_matches_reference(shape, out_channels, kernel, stride, padding, 
     w = RNG.standard_normal((out_channels, shape[1] // groups, *kernel)).astype(np.float32)
     b = RNG.standard_normal(out_channels).astype(np.float32)
     out = F.conv2d(t(x), t(w), t(b), stride, padding, dilation, groups)
-    pair = lambda v: (v, v) if isinstance(v, int) else v
-    expected = ref_conv2d(x, w, b, pair(stride), _ref_pads(padding, kernel, pair(dilation)), pair(dilation), groups)
+    expected = ref_conv2d(x, w, b, _pair(stride), _ref_pads(padding, kernel, _pair(dilation)), _pair(dilation), groups)
     close(out, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -242,8 +245,8 @@ def test_conv_transpose2d_matches_reference(shape, out_per_group, kernel, stride
     w = RNG.standard_normal((shape[1], out_per_group, *kernel)).astype(np.float32)
     b = RNG.standard_normal(out_per_group * groups).astype(np.float32)
     out = F.conv_transpose2d(t(x), t(w), t(b), stride, padding, output_padding, groups, dilation)
-    pair = lambda v: (v, v) if isinstance(v, int) else v
-    expected = ref_conv_transpose2d(x, w, b, pair(stride), pair(padding), pair(output_padding), groups, pair(dilation))
+    expected = ref_conv_transpose2d(x, w, b, _pair(stride), _pair(padding), _pair(output_padding), groups,
+                                    _pair(dilation))
     assert tuple(out.shape) == expected.shape
     close(out, expected, rtol=1e-4, atol=1e-4)
 
@@ -327,8 +330,7 @@ MAX_POOL_CASES = [  # (H, W), kernel, stride, padding, dilation, ceil_mode
 def test_max_pool2d_matches_reference(size, kernel, stride, padding, dilation, ceil_mode):
     x = RNG.standard_normal((2, 3, *size)).astype(np.float32)
     out, index = F.max_pool2d(t(x), kernel, stride, padding, dilation, ceil_mode, return_indices=True)
-    pair = lambda v: (v, v) if isinstance(v, int) else v
-    expected, expected_index = ref_max_pool2d(x, kernel, pair(stride or kernel), pair(padding), pair(dilation),
+    expected, expected_index = ref_max_pool2d(x, kernel, _pair(stride or kernel), _pair(padding), _pair(dilation),
                                               ceil_mode)
     close(out, expected, rtol=0, atol=0)
     np.testing.assert_array_equal(index.numpy(), expected_index)
@@ -350,8 +352,7 @@ def test_max_pool2d_first_index_wins_ties_and_nan_propagates():
 def test_avg_pool2d_matches_reference(size, kernel, stride, padding, ceil_mode, count_include_pad, divisor):
     x = RNG.standard_normal((2, 3, *size)).astype(np.float32)
     out = F.avg_pool2d(t(x), kernel, stride, padding, ceil_mode, count_include_pad, divisor)
-    pair = lambda v: (v, v) if isinstance(v, int) else v
-    expected = ref_avg_pool2d(x, kernel, pair(stride or kernel), pair(padding), ceil_mode, count_include_pad, divisor)
+    expected = ref_avg_pool2d(x, kernel, _pair(stride or kernel), _pair(padding), ceil_mode, count_include_pad, divisor)
     close(out, expected)
 
 

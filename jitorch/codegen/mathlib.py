@@ -11,9 +11,10 @@ forms. After inlining, a loop applying one of them becomes 8-wide AVX2 (or wider
 
 Every function reduces its argument to a small interval (Cody–Waite subtraction of multiples of ln2 or
 π/2 with FMA, or exponent extraction), evaluates a polynomial there and reconstructs. Polynomial
-coefficients are minimax fits made for this file: a Remez exchange in 40-digit arithmetic, minimizing
+coefficients are minimax fits made for mathlib: a Remez exchange in 40-digit arithmetic, minimizing
 the error named at each table, then rounded to the target precision one coefficient at a time, lowest
 degree first, re-fitting the rest. f32 pow runs in f64 internally; everything else stays in its type.
+The tables and constants are in `mathlib_constants`; `mathlib_ops` has the IRBuilder shorthands (`_Ops`).
 
 Accuracy against numpy (the float64 result rounded to the type), checked by tests/test_mathlib.py over
 every 97th float32 and a million random float64: at most 1 ulp (2 for f32 sigmoid and for f64 expm1,
@@ -31,267 +32,36 @@ branch-free code computes all paths. sin and cos of ±inf are nan.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from llvmlite import ir
 
-Operand = ir.Value | float
-
-
-@dataclass(frozen=True)
-class _Format:
-    """What the math depends on in a float type."""
-
-    short: str
-    type: ir.Type
-    int_type: ir.IntType
-    mantissa_bits: int
-    bias: int
-
-    def __getitem__(self, table: dict[str, object]) -> object:
-        return table[self.short]
-
-
-F32 = _Format("f32", ir.FloatType(), ir.IntType(32), 23, 127)
-F64 = _Format("f64", ir.DoubleType(), ir.IntType(64), 52, 1023)
-
-
-class _Ops:
-    """IRBuilder shorthands for branch-free math in one float format; Python floats become constants."""
-
-    def __init__(self, builder: ir.IRBuilder, fmt: _Format) -> None:
-        self.builder = builder
-        self.fmt = fmt
-
-    def const(self, value: Operand) -> ir.Value:
-        return value if isinstance(value, ir.Value) else ir.Constant(self.fmt.type, float(value))
-
-    def int(self, value: ir.Value | int) -> ir.Value:
-        return value if isinstance(value, ir.Value) else ir.Constant(self.fmt.int_type, value)
-
-    # Float arithmetic
-    def add(self, a: Operand, b: Operand) -> ir.Value:
-        return self.builder.fadd(self.const(a), self.const(b))
-
-    def sub(self, a: Operand, b: Operand) -> ir.Value:
-        return self.builder.fsub(self.const(a), self.const(b))
-
-    def mul(self, a: Operand, b: Operand) -> ir.Value:
-        return self.builder.fmul(self.const(a), self.const(b))
-
-    def div(self, a: Operand, b: Operand) -> ir.Value:
-        return self.builder.fdiv(self.const(a), self.const(b))
-
-    def neg(self, a: ir.Value) -> ir.Value:
-        return self.builder.fneg(a)
-
-    def fma(self, a: Operand, b: Operand, c: Operand) -> ir.Value:
-        """a·b + c, rounded once."""
-        return self._intrinsic("llvm.fma", a, b, c)
-
-    def abs(self, a: ir.Value) -> ir.Value:
-        return self._intrinsic("llvm.fabs", a)
-
-    def floor(self, a: ir.Value) -> ir.Value:
-        return self._intrinsic("llvm.floor", a)
-
-    def rint(self, a: ir.Value) -> ir.Value:
-        """Round to the nearest integer, ties to even."""
-        return self._intrinsic("llvm.rint", a)
-
-    def sqrt(self, a: ir.Value) -> ir.Value:
-        return self._intrinsic("llvm.sqrt", a)
-
-    def copysign(self, magnitude: Operand, sign: ir.Value) -> ir.Value:
-        return self._intrinsic("llvm.copysign", magnitude, sign)
-
-    def _intrinsic(self, name: str, *args: Operand) -> ir.Value:
-        ty = self.fmt.type
-        function = self.builder.module.declare_intrinsic(name, [ty], ir.FunctionType(ty, [ty] * len(args)))
-        return self.builder.call(function, [self.const(arg) for arg in args])
-
-    # Comparisons: ordered ones are false when an operand is nan
-    def lt(self, a: Operand, b: Operand) -> ir.Value:
-        return self.builder.fcmp_ordered("<", self.const(a), self.const(b))
-
-    def le(self, a: Operand, b: Operand) -> ir.Value:
-        return self.builder.fcmp_ordered("<=", self.const(a), self.const(b))
-
-    def eq(self, a: Operand, b: Operand) -> ir.Value:
-        return self.builder.fcmp_ordered("==", self.const(a), self.const(b))
-
-    def ne(self, a: Operand, b: Operand) -> ir.Value:
-        return self.builder.fcmp_ordered("!=", self.const(a), self.const(b))
-
-    def ge(self, a: Operand, b: Operand) -> ir.Value:
-        return self.builder.fcmp_ordered(">=", self.const(a), self.const(b))
-
-    def is_nan(self, a: ir.Value) -> ir.Value:
-        return self.builder.fcmp_unordered("uno", a, a)
-
-    def select(self, condition: ir.Value, a: Operand, b: Operand) -> ir.Value:
-        return self.builder.select(condition, self.const(a), self.const(b))
-
-    def clamp(self, x: ir.Value, low: float, high: float) -> ir.Value:
-        """x limited to [low, high]; nan becomes `low`, so the integer code after it stays defined."""
-        at_least_low = self.select(self.lt(low, x), x, low)
-        return self.select(self.lt(at_least_low, high), at_least_low, high)
-
-    # Integers of the format's width, and the bits of floats
-    def bits(self, x: ir.Value) -> ir.Value:
-        return self.builder.bitcast(x, self.fmt.int_type)
-
-    def from_bits(self, i: ir.Value) -> ir.Value:
-        return self.builder.bitcast(i, self.fmt.type)
-
-    def to_int(self, x: ir.Value) -> ir.Value:
-        return self.builder.fptosi(x, self.fmt.int_type)
-
-    def to_float(self, i: ir.Value) -> ir.Value:
-        return self.builder.sitofp(i, self.fmt.type)
-
-    def iadd(self, a: ir.Value | int, b: ir.Value | int) -> ir.Value:
-        return self.builder.add(self.int(a), self.int(b))
-
-    def isub(self, a: ir.Value | int, b: ir.Value | int) -> ir.Value:
-        return self.builder.sub(self.int(a), self.int(b))
-
-    def iand(self, a: ir.Value | int, b: ir.Value | int) -> ir.Value:
-        return self.builder.and_(self.int(a), self.int(b))
-
-    def shl(self, a: ir.Value | int, b: ir.Value | int) -> ir.Value:
-        return self.builder.shl(self.int(a), self.int(b))
-
-    def ashr(self, a: ir.Value | int, b: ir.Value | int) -> ir.Value:
-        return self.builder.ashr(self.int(a), self.int(b))
-
-    # Building blocks
-    def poly(self, x: ir.Value, coefficients: Sequence[Operand]) -> ir.Value:
-        """c0 + x·(c1 + x·(c2 + …)) by Horner's rule with FMA."""
-        result = self.const(coefficients[-1])
-        for coefficient in reversed(coefficients[:-1]):
-            result = self.fma(result, x, coefficient)
-        return result
-
-    def pow2(self, k: ir.Value) -> ir.Value:
-        """2^k for an integer k in the normal exponent range, built from its bits."""
-        return self.from_bits(self.shl(self.iadd(k, self.fmt.bias), self.fmt.mantissa_bits))
-
-    def ldexp(self, x: ir.Value, k: ir.Value) -> ir.Value:
-        """x·2^k for |k| up to twice the exponent range, rounding once, into subnormals if need be."""
-        half = self.ashr(k, 1)
-        return self.mul(self.mul(x, self.pow2(half)), self.pow2(self.isub(k, half)))
-
-    def two_sum(self, a: ir.Value, b: ir.Value) -> tuple[ir.Value, ir.Value]:
-        """(s, e) with s = fl(a + b) and s + e = a + b exactly (Knuth)."""
-        s = self.add(a, b)
-        b_virtual = self.sub(s, a)
-        e = self.add(self.sub(a, self.sub(s, b_virtual)), self.sub(b, b_virtual))
-        return s, e
-
-    def fast_two_sum(self, a: ir.Value, b: Operand) -> tuple[ir.Value, ir.Value]:
-        """(s, e) with s + e = a + b exactly, given |a| >= |b| (Dekker)."""
-        s = self.add(a, b)
-        return s, self.sub(b, self.sub(s, a))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Constants. Each multi-part constant is a sum of floats, each the rounded remainder of the ones before.
-
-_LN2 = {"f32": (0.6931472, -1.9046542e-09), "f64": (0.6931471805599453, 2.3190468138462996e-17)}
-_LOG2E = {"f32": 1.442695, "f64": 1.4426950408889634}
-_PIO2 = {"f32": (1.5707964, -4.371139e-08, -1.7151245e-15),
-         "f64": (1.5707963267948966, 6.123233995736766e-17, -1.4973849048591698e-33)}
-_TWO_OVER_PI = {"f32": 0.63661975, "f64": 0.6366197723675814}
-# How far past π/4 the reduced argument of sin and cos may stray: rounding n = x·2/π with 2/π in f32
-# moves it by up to ~0.15 at |x| = 2^22.
-_REDUCED_BOUND = {"f32": 1.2 * 0.7853981633974483, "f64": 1.02 * 0.7853981633974483}
-_TWO_OVER_SQRT_PI = {"f32": (1.1283792, -5.8635383e-08), "f64": (1.1283791670955126, 1.533545961316588e-17)}
-_TWO_THIRDS = (0.6666666666666666, 3.700743415417188e-17)  # f64 only: pow's double-double log
-_SQRT_HALF_BITS = {"f32": 0x3F3504F3, "f64": 0x3FE6A09E667F3BCD}
-_SUBNORMAL_SCALE = {"f32": 24, "f64": 54}  # log scales subnormals up by 2^this
-_MIN_NORMAL = {"f32": 2.0**-126, "f64": 2.0**-1022}
-_MAX_FINITE = {"f32": 3.4028234663852886e38, "f64": 1.7976931348623157e308}
-
-# exp's input range: below it the result rounds to +0, above it overflows to inf.
-_EXP_RANGE = {"f32": (-104.0, 89.0), "f64": (-746.0, 710.0)}
-# expm1(x) rounds to -1 below this.
-_EXPM1_LOW = {"f32": -20.0, "f64": -40.0}
-# tanh(x) rounds to ±1 beyond this.
-_TANH_LIMIT = {"f32": 9.5, "f64": 20.0}
-# erf(x) rounds to ±1 beyond this.
-_ERF_LIMIT = {"f32": 4.0, "f64": 6.0}
-
-# expm1(r) = r + r²·P(r) (so exp(r) = 1 + r + r²·P(r)) on |r| <= ln2/2, P minimizing the relative error
-# of expm1(r), which also bounds that of exp(r). Max error 2^-26.1 (f32), 2^-61.2 (f64).
-_EXP_P = {
-    "f32": (0.49999997, 0.16666539, 0.041667748, 0.008367088, 0.0013837838),
-    "f64": (0.5, 0.16666666666666677, 0.041666666666666685, 0.008333333333321839, 0.0013888888888895711,
-            0.00019841269885149024, 2.4801587271184013e-05, 2.755724541379236e-06, 2.755733850865764e-07,
-            2.5108575352581627e-08, 2.089061266591022e-09),
-}
-# log(1+f) = 2s + s·z·Q(z) with s = f/(2+f), z = s², for f in [√½-1, √2-1] (|s| <= 0.1716): the
-# series of 2·atanh(s), minimax for the relative error of log(1+f). Max error 2^-29.2 (f32), 2^-65.6 (f64).
-_LOG_Q = {
-    "f32": (0.66666776, 0.39977568, 0.2987146),
-    "f64": (0.6666666666666666, 0.40000000000004937, 0.2857142856940414, 0.22222222608295067,
-            0.18181778233552667, 0.15386994686105093, 0.13252007771076435, 0.13236115612210164),
-}
-# 2·atanh(s) = 2s + (2/3)s³ + s⁵·R(z), the tail of pow's double-double log, relative error 2^-65.3.
-_LOG_DD_R = (0.4000000000000227, 0.2857142857009122, 0.2222222252148155, 0.1818178422534002,
-             0.15386764093131966, 0.13256655283847554, 0.13197880064586698)
-# sin(r) = r + r·z·S(z), cos(r) = 1 - z/2 + z²·C(z), z = r², for |r| up to _REDUCED_BOUND, relative
-# error. Max error: sin 2^-31.8, cos 2^-35.7 (f32); sin 2^-63.2, cos 2^-63.5 (f64).
-_SIN_S = {
-    "f32": (-0.16666667, 0.008333361, -0.00019844629, 2.7440915e-06),
-    "f64": (-0.16666666666666666, 0.00833333333333305, -0.0001984126984098068, 2.755731908704828e-06,
-            -2.505207511771812e-08, 1.6054931215661796e-10, -7.423772659009377e-13),
-}
-_COS_C = {
-    "f32": (0.04166667, -0.0013888946, 2.4808909e-05, -2.7648875e-07),
-    "f64": (0.041666666666666574, -0.0013888888888869719, 2.480158728672895e-05, -2.75573135579438e-07,
-            2.087561556020164e-09, -1.1354089320834155e-11),
-}
-# erf(x) = x·(2/√π + z·E(z)), z = x², for |x| <= 1, relative error 2^-29.3 (f32), 2^-62.3 (f64).
-_ERF_E = {
-    "f32": (-0.37612629, 0.112836033, -0.026854202, 0.0051885983, -0.00080093986, 7.842549e-05),
-    "f64": (-0.3761263890318375, 0.1128379167095485, -0.026866170645068077, 0.005223977624714204,
-            -0.0008548326974148997, 0.00012055330849634778, -1.4925588660420358e-05, 1.6460890981981696e-06,
-            -1.6349126060004683e-07, 1.4651681729879986e-08, -1.1341321779538698e-09, 5.903697342010795e-11),
-}
-# tanh(x) = x + x·z·T(z), z = x², for |x| <= 0.5625, relative error 2^-29.4 (f32), 2^-64.9 (f64).
-_TANH_POLY_LIMIT = 0.5625
-_TANH_T = {
-    "f32": (-0.33333313, 0.13332437, -0.053835757, 0.021000376, -0.006169614),
-    "f64": (-0.3333333333333333, 0.13333333333332925, -0.053968253967942824, 0.0218694885242934,
-            -0.008863235264945386, 0.003592124263266803, -0.0014557984478042428, 0.000589792690383058,
-            -0.00023806948029156614, 9.36397567242842e-05, -3.254134645521933e-05, 7.208630153262427e-06),
-}
-# erfc(x) = exp(-x²)·G(x - center) on pieces (upper end, center, coefficients) covering [1, limit],
-# minimax for the absolute error of erfc. Max error 2^-32.9 (f32); 2^-58.8, 2^-62.4, 2^-68.2 (f64).
-_ERFC_G = {
-    "f32": (
-        (4.0, 2.5, (0.21080633, -0.074347474, 0.02493934, -0.0079955, 0.0024709585, -0.00074993802,
-                    0.00018106366, -6.756256e-05, 3.5129273e-05, 1.5118099e-05, 7.2437565e-06)),
-    ),
-    "f64": (
-        (2.25, 1.625, (0.30226120936348594, -0.14603023666418316, 0.06496207478418094, -0.026977910093286758,
-                       0.010561485441687989, -0.003926198498913537, 0.0013938042859356857,
-                       -0.0004746476051935115, 0.00015562555503003823, -4.9278913452256534e-05,
-                       1.5109085528594273e-05, -4.496791831019937e-06, 1.3014313025711367e-06,
-                       -3.637126096457235e-07, 9.950278245832432e-08, -3.0674709275454034e-08,
-                       8.174845677122655e-09)),
-        (3.5, 2.875, (0.18605493468447093, -0.0585632926598021, 0.017685468287593018, -0.00514504755537494,
-                      0.0014467282804391875, -0.00039428150256293643, 0.00010438969028985711,
-                      -2.6903111200295655e-05, 6.760595405783869e-06, -1.6597535995784277e-06,
-                      3.982633330425428e-07, -9.179900961266409e-08, 2.2158917098604826e-08,
-                      -6.7197171608780925e-09)),
-        (6.0, 4.75, (0.11630270721014069, -0.023503448596546163, 0.004661326395420138, -0.0009080987956161008,
-                     0.0001739283261128743, -3.277656604535211e-05, 6.078436118131406e-06,
-                     -1.1167026096840057e-06, 1.9371603617837107e-07, -4.099419719109792e-08,
-                     3.840051462051139e-09, -1.341402643513705e-09, 3.5473814010266035e-10)),
-    ),
-}
+from jitorch.codegen.mathlib_constants import (
+    _COS_C,
+    _ERFC_G,
+    _ERF_E,
+    _ERF_LIMIT,
+    _EXPM1_LOW,
+    _EXP_P,
+    _EXP_RANGE,
+    _LN2,
+    _LOG2E,
+    _LOG_DD_R,
+    _LOG_Q,
+    _MAX_FINITE,
+    _MIN_NORMAL,
+    _PIO2,
+    _REDUCED_BOUND,
+    _SIN_S,
+    _SQRT_HALF_BITS,
+    _SUBNORMAL_SCALE,
+    _TANH_LIMIT,
+    _TANH_POLY_LIMIT,
+    _TANH_T,
+    _TWO_OVER_PI,
+    _TWO_OVER_SQRT_PI,
+    _TWO_THIRDS,
+)
+from jitorch.codegen.mathlib_ops import F32, F64, _Ops
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from jitorch.frontend.creation import tensor as _tensor
 from jitorch.frontend.tensor import Tensor
 from jitorch.ir import dtypes
 from jitorch.ir.types import DTypeError
-from jitorch.ir.vocabulary import broadcast_shapes as _broadcast_shapes
+from jitorch.ir.vocabulary_base import broadcast_shapes as _broadcast_shapes
 
 _METHODS = (
     "abs", "add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder", "fmod", "pow", "neg",

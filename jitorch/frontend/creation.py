@@ -6,11 +6,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jitorch.frontend.tensor import Tensor, _check_device, dispatch
+from jitorch.frontend.device import _check_device
+from jitorch.frontend.tensor import Tensor, dispatch
 from jitorch.ir import dtypes
 from jitorch.ir.dtypes import DType
 from jitorch.ir.types import TensorType, check_size
-from jitorch.ir.vocabulary import shape_args
+from jitorch.ir.vocabulary_base import shape_args
 
 
 def _infer_dtype(data: Any) -> DType:

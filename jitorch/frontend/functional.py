@@ -11,7 +11,7 @@ from typing import Any
 from jitorch.frontend.tensor import Tensor
 from jitorch.ir import dtypes
 from jitorch.ir.dtypes import DType
-from jitorch.ir.vocabulary import normalize_dim
+from jitorch.ir.vocabulary_base import normalize_dim
 
 
 def _floating(x: Tensor, dtype: DType | None) -> Tensor:

@@ -14,7 +14,7 @@ import numpy as np
 
 from jitorch.frontend.tensor import Tensor
 from jitorch.ir import dtypes
-from jitorch.ir.vocabulary import Scalar, broadcast_shapes
+from jitorch.ir.vocabulary_base import Scalar, broadcast_shapes
 
 
 @dataclass

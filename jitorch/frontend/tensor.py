@@ -2,22 +2,28 @@
 
 Every op reaches `dispatch()` (through `Tensor._apply`): the registry's shape rule, then its numpy
 implementation, then a tape node when gradients are wanted, then the active trace, if any. The
-PyTorch-style methods come from `OpVocabulary`; this file adds what needs real data: conversions,
-printing, in-place ops, views sharing memory and version counters, and autograd entry points.
+PyTorch-style methods come from `OpVocabulary`; this file adds what needs real data: construction,
+attributes and `to`, autograd entry points, the in-place core (`_inplace`: memory, version counters,
+history) and views sharing memory. Two mixins hold method families written on top of these: conversions
+to Python and numpy values (`tensor_conversions.py`) and the in-place methods (`tensor_inplace.py`).
+The device model is in `device.py`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from jitorch.frontend import autograd, tracing
-from jitorch.frontend.formatting import tensor_repr
+from jitorch.frontend.device import CPU, _check_device, device
+from jitorch.frontend.tensor_conversions import ConversionMethods
+from jitorch.frontend.tensor_inplace import InplaceMethods
 from jitorch.ir import dtypes
 from jitorch.ir.dtypes import DType
 from jitorch.ir.ops import OPS
 from jitorch.ir.types import Literal, TensorType, check_size
-from jitorch.ir.vocabulary import OpVocabulary, normalize_dim
+from jitorch.ir.vocabulary import OpVocabulary
+from jitorch.ir.vocabulary_base import normalize_dim
 
 # PyTorch's names of the element types, as its messages and type() strings spell them
 _SCALAR_NAMES = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long", "bool": "Bool"}
@@ -45,41 +51,8 @@ class VersionCounter:
         self.value = 0
 
 
-class device:  # noqa: N801 - PyTorch's name
-    """Only the CPU exists; asking for another device fails at once with a clear message."""
 
-    def __init__(self, kind: Any = "cpu", index: int | None = None) -> None:
-        name = kind.type if isinstance(kind, device) else str(kind)
-        base = name.split(":")[0]
-        if base not in ("cpu", "meta"):
-            raise RuntimeError(f"device '{name}' is not available: jitorch runs on the CPU only "
-                               f"(jitorch.cuda.is_available() is False)")
-        self.type = base
-
-    def __eq__(self, other: object) -> bool:
-        return str(self) == str(other.type if isinstance(other, device) else other)
-
-    def __hash__(self) -> int:
-        return hash(self.type)
-
-    def __repr__(self) -> str:
-        return f"device(type='{self.type}')"
-
-    def __str__(self) -> str:
-        return self.type
-
-
-CPU = device("cpu")
-
-
-def _check_device(value: Any) -> bool:
-    """Validate a device argument; True when it asks for a symbolic ('meta') tensor."""
-    if value is None:
-        return False
-    return device(value).type == "meta"
-
-
-class Tensor(OpVocabulary):
+class Tensor(OpVocabulary, ConversionMethods, InplaceMethods):
     __slots__ = ("_data", "shape", "dtype", "_requires_grad", "_grad_fn", "_grad", "_version", "_base",
                  "_view_chain", "_view_version", "_hooks", "__dict__", "__weakref__")
     __array_priority__ = 1000
@@ -140,7 +113,7 @@ class Tensor(OpVocabulary):
         return self._data
 
     # ---------------------------------------------------------------------------------------------
-    # attributes and conversions
+    # attributes and `to` (the shorthands and Python/numpy conversions are in tensor_conversions.py)
 
     def size(self, dim: int | None = None) -> Any:
         return self.shape if dim is None else self.shape[normalize_dim(dim, self.ndim)]
@@ -197,86 +170,6 @@ class Tensor(OpVocabulary):
         if dtype is None or dtype is self.dtype:
             return self.clone() if copy else self
         return dispatch("cast", (self,), {"dtype": dtype})
-
-    def cpu(self) -> Tensor:
-        return self
-
-    def cuda(self, *args: Any, **kwargs: Any) -> Tensor:
-        device("cuda")
-        return self
-
-    def float(self) -> Tensor:
-        return self.to(dtypes.float32)
-
-    def double(self) -> Tensor:
-        return self.to(dtypes.float64)
-
-    def long(self) -> Tensor:
-        return self.to(dtypes.int64)
-
-    def int(self) -> Tensor:
-        return self.to(dtypes.int32)
-
-    def bool(self) -> Tensor:
-        return self.to(dtypes.bool_)
-
-    def type_as(self, other: Tensor) -> Tensor:
-        return self.to(other.dtype)
-
-    def numpy(self, *, force: bool = False) -> np.ndarray:
-        if self._requires_grad and not force:
-            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
-                               "instead.")
-        return self._need_data("numpy()")
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        arr = self._need_data("__array__")
-        return arr if dtype is None else arr.astype(dtype)
-
-    def tolist(self) -> Any:
-        return self._need_data("tolist()").tolist()
-
-    def item(self) -> Any:
-        return self._scalar("item()")
-
-    def __bool__(self) -> bool:
-        if self.numel() != 1:
-            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
-        return bool(self._need_data("bool()").reshape(()))
-
-    def __float__(self) -> float:
-        return float(self._scalar("float()"))
-
-    def __int__(self) -> int:
-        return int(self._scalar("int()"))
-
-    def _scalar(self, what: str) -> Any:
-        if self.numel() != 1:
-            raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
-        return self._need_data(what).reshape(()).item()
-
-    def __index__(self) -> int:
-        if self.dtype.is_floating_point or self.numel() != 1:
-            raise TypeError("only integer tensors of a single element can be converted to an index")
-        return int(self.item())
-
-    def __len__(self) -> int:
-        if self.ndim == 0:
-            raise TypeError("len() of a 0-d tensor")
-        return self.shape[0]
-
-    def __iter__(self) -> Iterator[Tensor]:
-        if self.ndim == 0:
-            raise TypeError("iteration over a 0-d tensor")
-        return iter(self.unbind(0))
-
-    def __repr__(self) -> str:
-        return tensor_repr(self)
-
-    def __format__(self, spec: str) -> str:
-        if self.ndim == 0 and self._data is not None:
-            return format(self.item(), spec)
-        return format(repr(self), spec)
 
     def __reduce_ex__(self, protocol: int) -> Any:
         # whole-module pickles (save(model) with weights_only=False) store the data and grad flag only
@@ -384,7 +277,7 @@ class Tensor(OpVocabulary):
         self.dtype = value.dtype
 
     # ---------------------------------------------------------------------------------------------
-    # copies and in-place ops
+    # copies and the in-place core (the in-place methods are in tensor_inplace.py)
 
     def clone(self, *, memory_format: Any = None) -> Tensor:
         return dispatch("cast", (self,), {"dtype": self.dtype})
@@ -446,29 +339,6 @@ class Tensor(OpVocabulary):
         return self._inplace(value.expand(*self.shape) if isinstance(value, Tensor) else
                              self.new_full(tuple(self.shape), value))
 
-    def zero_(self) -> Tensor:
-        return self.fill_(0)
-
-    def add_(self, other: Any, *, alpha: Any = 1) -> Tensor:
-        return self._inplace(self.add(other, alpha=alpha))
-
-    def sub_(self, other: Any, *, alpha: Any = 1) -> Tensor:
-        return self._inplace(self.sub(other, alpha=alpha))
-
-    def mul_(self, other: Any) -> Tensor:
-        return self._inplace(self * other)
-
-    def div_(self, other: Any, *, rounding_mode: str | None = None) -> Tensor:
-        return self._inplace(self.div(other, rounding_mode=rounding_mode))
-
-    def pow_(self, exponent: Any) -> Tensor:
-        return self._inplace(self ** exponent)
-
-    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
-        return self._inplace(self.clamp(min, max))
-
-    clip_ = clamp_
-
     def masked_fill(self, mask: Tensor, value: Any) -> Tensor:
         if mask.dtype is not dtypes.bool_:
             raise RuntimeError(f"masked_fill only supports boolean masks, but got mask with dtype {mask.dtype.name}")
@@ -478,60 +348,6 @@ class Tensor(OpVocabulary):
                                    f"{value.ndim} dimension(s).")
             value = value.to(self.dtype)
         return mask.if_else(value, self).to(self.dtype)
-
-    def masked_fill_(self, mask: Tensor, value: Any) -> Tensor:
-        return self._inplace(self.masked_fill(mask, value))
-
-    def addcmul_(self, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Tensor:
-        return self._inplace(self + tensor1 * tensor2 * value)
-
-    def addcdiv_(self, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Tensor:
-        return self._inplace(self + tensor1 / tensor2 * value)
-
-    def lerp_(self, end: Any, weight: Any) -> Tensor:
-        return self._inplace(self.lerp(end, weight))
-
-    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator: Any = None) -> Tensor:
-        from jitorch.frontend.random import rand_like
-        return self._inplace(rand_like(self, generator=generator) * (b - a) + a)
-
-    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> Tensor:
-        from jitorch.frontend.random import randn_like
-        return self._inplace(randn_like(self, generator=generator) * std + mean)
-
-    def bernoulli_(self, p: float = 0.5, *, generator: Any = None) -> Tensor:
-        from jitorch.frontend.random import rand_like
-        return self._inplace(rand_like(self, dtype=dtypes.float32, generator=generator) < p)
-
-    def __iadd__(self, other: Any) -> Tensor:
-        return self.add_(other)
-
-    def __isub__(self, other: Any) -> Tensor:
-        return self.sub_(other)
-
-    def __imul__(self, other: Any) -> Tensor:
-        return self.mul_(other)
-
-    def __itruediv__(self, other: Any) -> Tensor:
-        return self.div_(other)
-
-    def __ifloordiv__(self, other: Any) -> Tensor:
-        return self._inplace(self // other)
-
-    def __imod__(self, other: Any) -> Tensor:
-        return self._inplace(self % other)
-
-    def __ipow__(self, other: Any) -> Tensor:
-        return self.pow_(other)
-
-    def __iand__(self, other: Any) -> Tensor:
-        return self._inplace(self & other)
-
-    def __ior__(self, other: Any) -> Tensor:
-        return self._inplace(self | other)
-
-    def __ixor__(self, other: Any) -> Tensor:
-        return self._inplace(self ^ other)
 
     # ---------------------------------------------------------------------------------------------
     # views and indexing

@@ -27,7 +27,8 @@ from jitorch.ir import dtypes
 from jitorch.ir.dtypes import DType
 from jitorch.ir.ops import ELEMENTWISE, OPS
 from jitorch.ir.types import Literal, TensorType
-from jitorch.ir.vocabulary import OpVocabulary, literal
+from jitorch.ir.vocabulary import OpVocabulary
+from jitorch.ir.vocabulary_base import literal
 
 # what a value name may contain: everything the text format can print without quoting
 NAME = re.compile(r'[^\s,()\[\]{}=:%#"]+')

@@ -10,7 +10,7 @@ from typing import Any
 
 import jitorch
 from jitorch import Tensor
-from jitorch.nn import functional_layers as F
+from jitorch.nn import functional_conv as F
 from jitorch.nn import init
 from jitorch.nn.modules import Module
 from jitorch.nn.parameter import Parameter

@@ -1,5 +1,6 @@
 """`jitorch.nn.functional`: linear maps, distances and losses as functions, and the re-exported functional
-forms of the activations (`nn.activation`) and of the other layers (`nn.functional_layers`, attention).
+forms of the activations (`nn.activation`) and of the other layers (`nn.functional_conv`,
+`nn.functional_pooling`, `nn.functional_layers`, `nn.functional_attention`).
 
 Everything is written with Tensor operations (registry primitives and the composites of
 `jitorch.frontend.functional`), so each function runs eagerly and traces into the IR unchanged; class
@@ -53,31 +54,35 @@ from jitorch.nn.functional_attention import (  # noqa: F401 - re-exported
     multi_head_attention_forward,
     scaled_dot_product_attention,
 )
-from jitorch.nn.functional_layers import (  # noqa: F401 - the layer functions, re-exported
+from jitorch.nn.functional_conv import (  # noqa: F401 - the convolution functions, re-exported
+    conv1d,
+    conv2d,
+    conv_transpose1d,
+    conv_transpose2d,
+    fold,
+    pad,
+    unfold,
+)
+from jitorch.nn.functional_layers import (  # noqa: F401 - normalization, dropout, embedding, re-exported
+    batch_norm,
+    dropout,
+    dropout1d,
+    dropout2d,
+    dropout3d,
+    embedding,
+    group_norm,
+    instance_norm,
+)
+from jitorch.nn.functional_pooling import (  # noqa: F401 - the pooling functions, re-exported
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
     adaptive_max_pool1d,
     adaptive_max_pool2d,
     avg_pool1d,
     avg_pool2d,
-    batch_norm,
-    conv1d,
-    conv2d,
-    conv_transpose1d,
-    conv_transpose2d,
-    dropout,
-    dropout1d,
-    dropout2d,
-    dropout3d,
-    embedding,
-    fold,
-    group_norm,
-    instance_norm,
     interpolate,
     max_pool1d,
     max_pool2d,
-    pad,
-    unfold,
 )
 
 # -------------------------------------------------------------------------------------------------

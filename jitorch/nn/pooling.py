@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from jitorch import Tensor
-from jitorch.nn import functional_layers as F
+from jitorch.nn import functional_pooling as F
+from jitorch.nn.functional_conv import Pair, _tuple
 from jitorch.nn.modules import Module
 
 __all__ = [
@@ -29,7 +30,7 @@ class _Pool(Module):
 
 
 class _MaxPoolNd(_Pool):
-    def __init__(self, kernel_size: F.Pair, stride: F.Pair | None = None, padding: F.Pair = 0, dilation: F.Pair = 1,
+    def __init__(self, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0, dilation: Pair = 1,
                  return_indices: bool = False, ceil_mode: bool = False) -> None:
         super().__init__()
         self.kernel_size = kernel_size
@@ -57,12 +58,12 @@ class MaxPool2d(_MaxPoolNd):
 class AvgPool1d(_Pool):
     _dims = 1
 
-    def __init__(self, kernel_size: F.Pair, stride: F.Pair | None = None, padding: F.Pair = 0,
+    def __init__(self, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0,
                  ceil_mode: bool = False, count_include_pad: bool = True) -> None:
         super().__init__()
-        self.kernel_size = F._tuple(kernel_size, 1, "kernel_size")
-        self.stride = F._tuple(stride if stride is not None else kernel_size, 1, "stride")
-        self.padding = F._tuple(padding, 1, "padding")
+        self.kernel_size = _tuple(kernel_size, 1, "kernel_size")
+        self.stride = _tuple(stride if stride is not None else kernel_size, 1, "stride")
+        self.padding = _tuple(padding, 1, "padding")
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
     def forward(self, input: Tensor) -> Tensor:
@@ -76,7 +77,7 @@ class AvgPool1d(_Pool):
 class AvgPool2d(_Pool):
     _dims = 2
 
-    def __init__(self, kernel_size: F.Pair, stride: F.Pair | None = None, padding: F.Pair = 0,
+    def __init__(self, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0,
                  ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None) -> None:
         super().__init__()
         self.kernel_size = kernel_size
