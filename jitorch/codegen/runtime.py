@@ -326,7 +326,13 @@ class CompiledGraph:
         for value in graph.inputs:
             slot(value)
         steps = plan.steps
-        producer: dict[int, Step] = {id(v): step for step in steps for v in step.outputs}
+        producer: dict[int, Step] = {}
+        for step in steps:
+            for value in step.outputs:
+                if id(value) in producer:  # one would fill a buffer the other replaces: refuse, never run it
+                    raise RuntimeError(f"{graph.name}: internal compiler error: %{value.name} is produced by two "
+                                       f"steps ({producer[id(value)].name} and {step.name})")
+                producer[id(value)] = step
         # outputs, and what output views are taken from, are fresh every call
         fresh: set[int] = set()
         for value in plan.outputs:

@@ -392,11 +392,17 @@ def fuse(graph: Graph) -> FusionPlan:
         if id(value) in materialized or id(value) in viewed or value.producer is None:
             return value
         root, views = _chain(value)
+        for k, view in enumerate(views):
+            if id(view.output) in materialized:
+                # a copy kernel already stores this view whole (for an indexed read): views start from that
+                # buffer, never make the same value a numpy view as well (two producers, one left unfilled)
+                root, views = view.output, views[:k]
+                break
         if not is_inlined(value.producer):
             store(value)
             return value
-        root_ok = root.producer is not None and not is_inlined(root.producer) if as_output else \
-            not is_inlined(root.producer)
+        root_ok = id(root) in materialized or (
+            root.producer is not None and not is_inlined(root.producer) if as_output else not is_inlined(root.producer))
         if not root_ok or (as_output and any(v.op == "expand" for v in views)):
             return copy_kernel(value)
         store(root)
