@@ -29,8 +29,9 @@ def _backend(name: str) -> str:
     return name
 
 
-def _in_threads(work: Callable[[int], Any], count: int = THREADS) -> list[Any]:
-    """Run work(i) in `count` threads released together; re-raise the first error."""
+def _in_threads(work: Callable[[int], Any], count: int = THREADS, seconds: float = 300) -> list[Any]:
+    """Run work(i) in `count` daemon threads released together; re-raise the first error, and fail (rather
+    than hang) when they are not done within `seconds`: a deadlock."""
     barrier = threading.Barrier(count)
     results: list[Any] = [None] * count
     errors: list[BaseException] = []
@@ -41,11 +42,13 @@ def _in_threads(work: Callable[[int], Any], count: int = THREADS) -> list[Any]:
             results[i] = work(i)
         except BaseException as error:  # noqa: BLE001 - handed to the main thread
             errors.append(error)
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + seconds
     for t in threads:
-        t.join(timeout=300)
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), f"threads still running after {seconds} s: a deadlock"
     if errors:
         raise errors[0]
     return results
@@ -158,30 +161,6 @@ def test_first_calls_from_two_threads_compile_once(backend: str) -> None:
     assert compiled.stats["recompiles"] == 0 and len(compiled.entries()) == 1, compiled.stats
 
 
-def _within(seconds: float, work: Callable[[int], Any], count: int) -> list[Any]:
-    """Run work(i) in `count` daemon threads released together; fail (rather than hang) past `seconds`."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread
-            errors.append(error)
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + seconds
-    for t in threads:
-        t.join(timeout=max(0.0, deadline - time.monotonic()))
-    assert not any(t.is_alive() for t in threads), f"threads still running after {seconds} s: a deadlock"
-    if errors:
-        raise errors[0]
-    return results
-
-
 def test_compiled_functions_calling_compiled_functions_while_tracing() -> None:
     """A compiled function called while another traces runs inline: its ops join that trace, whether it
     has compiled code of its own or not."""
@@ -208,7 +187,7 @@ def test_recursive_compiled_functions_in_two_threads_do_not_deadlock() -> None:
 
     ping, pong = jitorch.compile(ping, backend="interpreter"), jitorch.compile(pong, backend="interpreter")
     functions = [ping, pong]
-    results = _within(60, lambda i: [functions[i](jitorch.ones(2), 3).numpy() for _ in range(2)], count=2)
+    results = _in_threads(lambda i: [functions[i](jitorch.ones(2), 3).numpy() for _ in range(2)], count=2, seconds=60)
     # ping(1, 3) = pong(2, 2) = ping(6, 1) = pong(12, 0) = 11; pong(1, 3) = ping(3, 2) = pong(6, 1) = ping(18, 0) = 19
     np.testing.assert_array_equal(results[0], [np.full(2, 11.0, np.float32)] * 2)
     np.testing.assert_array_equal(results[1], [np.full(2, 19.0, np.float32)] * 2)
@@ -238,5 +217,5 @@ def test_a_trace_does_not_hold_up_other_functions() -> None:
             return x + i
         return jitorch.compile(fn, backend="interpreter")
     functions = [traced(0), traced(1)]
-    _within(60, lambda i: functions[i](jitorch.ones(2)), count=2)
+    _in_threads(lambda i: functions[i](jitorch.ones(2)), count=2, seconds=60)
     assert saw_the_other == [True, True]

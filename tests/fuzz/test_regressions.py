@@ -282,13 +282,19 @@ def test_llvm_matmul_of_a_transposed_operand_is_as_accurate_as_eager() -> None:
 # found by the 10,000-program run (python tests/fuzz/run_fuzz.py --count 10000)
 
 
+def _survives(code: str) -> None:
+    """Run `code` in a fresh interpreter: it must finish within two minutes and print "survived"."""
+    import subprocess
+    import sys
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0 and process.stdout.strip() == "survived", process.stderr[-2000:]
+
+
 def test_a_view_stored_for_an_indexed_read_and_returned_as_a_view_does_not_crash() -> None:
     # fixed; found by fuzz seed 8927 (the worker died of SIGSEGV): a.t() is copied whole for the advanced index,
     # and a[:1] returned as a view of it made the same value a numpy view too. Two steps then produced one
     # value, the copy kernel's output slot stayed None, and the kernel wrote through id(None). In a subprocess:
     # the bug kills the process.
-    import subprocess
-    import sys
     _llvm()
     code = ("import jitorch, numpy as np\n"
             "def f(x, i, j):\n"
@@ -300,8 +306,7 @@ def test_a_view_stored_for_an_indexed_read_and_returned_as_a_view_does_not_crash
             "for got, want in zip(c(x, i, j), f(x, i, j)):\n"
             "    np.testing.assert_array_equal(got.numpy(), want.numpy())\n"
             "print('survived')\n")
-    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert process.returncode == 0 and process.stdout.strip() == "survived", process.stderr[-2000:]
+    _survives(code)
 
 
 
@@ -309,8 +314,6 @@ def test_llvm_optimizes_the_backward_of_amax_over_inner_dims_in_finite_time() ->
     # fixed; found by fuzz seed 8534 (the worker hung for 300 s): the backward of x.relu().amax((1, 3)) over a
     # float64[8, 3, 5, 1] has a kernel summing bool-to-float casts per column, on which LLVM 22's SLP vectorizer
     # never returned. jit.optimize now runs without SLP. In a subprocess with a timeout: the bug hangs forever.
-    import subprocess
-    import sys
     _llvm()
     code = ("import jitorch\n"
             "f = jitorch.compile(lambda x: x.relu().amax((1, 3)), backend='llvm')\n"
@@ -318,5 +321,4 @@ def test_llvm_optimizes_the_backward_of_amax_over_inner_dims_in_finite_time() ->
             "f(x).sum().backward()\n"
             "f(x).sum().backward()\n"
             "print('survived')\n")
-    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert process.returncode == 0 and process.stdout.strip() == "survived", process.stderr[-2000:]
+    _survives(code)
