@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from jitorch import debug
-from jitorch.codegen import jit, llvm, loopnest, mathlib, mathlib_constants, mathlib_ops, runtime
+from jitorch.codegen import jit, llvm, llvm_scalar, loopnest, mathlib, mathlib_constants, mathlib_ops, runtime
 from jitorch.codegen.jit import get_jit
 from jitorch.codegen.llvm import build_module
 from jitorch.codegen.loopnest import Kernel, format_kernel
@@ -97,7 +97,7 @@ _texts: dict[str, str] = {}  # in this process, by key
 def _generator_version() -> str:
     """A hash of the code that turns loop nests into IR: cached IR is stale once any of it changes."""
     digest = hashlib.sha256()
-    for module in (loopnest, llvm, mathlib, mathlib_ops, mathlib_constants):
+    for module in (loopnest, llvm, llvm_scalar, mathlib, mathlib_ops, mathlib_constants):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 
