@@ -294,14 +294,20 @@ def format_table(rows: list[Row]) -> str:
         body.append([r.name, _format_time(r.eager), _format_time(r.compiled), f"{r.speedup:.2f}x{flag}", r.throughput,
                      _format_time(r.numpy) if r.numpy is not None else "", f"{ratio:.2f}x" if ratio else "",
                      _format_time(r.compile_time), ", ".join(r.targets), _yes_no(r.met)])
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    right = {1, 2, 3, 4, 5, 6, 7}  # numbers line up on the right
-    lines = ["  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in
-                       enumerate(zip(line, widths))).rstrip() for line in [header, *body]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = _aligned(header, body, right={1, 2, 3, 4, 5, 6, 7})
     lines += [f"{r.name}: {r.error}" for r in rows if r.error is not None]
     lines += [f"* {r.name}: {r.note}" for r in rows if r.error is None and r.note]
     return "\n".join(lines)
+
+
+def _aligned(header: list[str], body: list[list[str]], right: set[int]) -> list[str]:
+    """The lines of a text table: columns padded to their widest cell (the `right` ones, numbers, on the
+    right), a rule under the header."""
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in
+                       enumerate(zip(line, widths))).rstrip() for line in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
 
 
 def _yes_no(met: bool | None) -> str:
@@ -376,12 +382,8 @@ def first_calls(workload: Workload, quick: bool) -> list[FirstCall]:
 def format_first_calls(calls: list[FirstCall]) -> str:
     header = ["first call (fresh process)", "cache", "compile", "imports", "machine code compiled", "target", "met"]
     body = [[c.name, c.cache, _format_time(c.compile), _format_time(c.imports), str(c.machine_code_compiles),
-             f"compile <= {_format_time(c.target.limit)}", _yes_no(c.met)] for c in calls]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(cell.rjust(w) if i in (2, 3, 4) else cell.ljust(w) for i, (cell, w) in
-                       enumerate(zip(line, widths))).rstrip() for line in [header, *body]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+             str(c.target), _yes_no(c.met)] for c in calls]
+    return "\n".join(_aligned(header, body, right={2, 3, 4}))
 
 
 def machine() -> dict[str, Any]:

@@ -26,10 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from jitorch.ir.graph import Graph, GraphBuilder, Node, Value
+from jitorch.ir.graph import Graph, GraphBuilder, Value
 from jitorch.ir.ops import OPS
 from jitorch.ir.types import Literal
-from jitorch.passes.dce import dce
+from jitorch.passes.dce import dce, live_nodes
 from jitorch.passes.rebuild import rebuild
 
 
@@ -187,19 +187,6 @@ def _views(joint: Graph, made_in_backward: set[int]) -> set[int]:
             and node.output.type.numel >= node.inputs[0].type.numel}
 
 
-def _needed(nodes: list[Node], outputs: Sequence[Value]) -> list[Node]:
-    """The nodes among `nodes` that `outputs` are computed from (constants and views may serve forward only)."""
-    producers = {id(node.output): node for node in nodes}
-    needed: set[int] = set()
-    stack = [v for v in outputs if not isinstance(v, Literal)]
-    while stack:
-        node = producers.get(id(stack.pop()))
-        if node is not None and id(node) not in needed:
-            needed.add(id(node))
-            stack.extend(a for a in node.inputs if not isinstance(a, Literal))
-    return [node for node in nodes if id(node) in needed]
-
-
 def _partition(joint: Graph, original: Graph, n_forward: int, wrt: tuple[int, ...],
                differentiated: tuple[int, ...]) -> Differentiated:
     forward_inputs = joint.inputs[:len(original.inputs)]
@@ -214,7 +201,8 @@ def _partition(joint: Graph, original: Graph, n_forward: int, wrt: tuple[int, ..
     forward_outputs = joint.outputs[:n_forward]
     input_grads = joint.outputs[n_forward:]
     forward_nodes = [n for n in joint.nodes if id(n.output) not in backward_side]
-    backward_nodes = _needed([n for n in joint.nodes if id(n.output) in made_in_backward], input_grads)
+    # only what the gradients need: constants and views may serve the forward graph only
+    backward_nodes = live_nodes([n for n in joint.nodes if id(n.output) in made_in_backward], input_grads)
 
     saved: list[Value] = []
     saved_ids: set[int] = set()

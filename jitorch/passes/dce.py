@@ -5,18 +5,26 @@ calling convention does not change), and contains only nodes some output depends
 """
 from __future__ import annotations
 
-from jitorch.ir.graph import Graph
+from typing import Sequence
+
+from jitorch.ir.graph import Graph, Node, Value
 from jitorch.ir.types import Literal
 from jitorch.passes.rebuild import rebuild, same_inputs
 
 
-def dce(graph: Graph) -> Graph:
-    live = {id(v) for v in graph.outputs}
+def live_nodes(nodes: Sequence[Node], outputs: Sequence[Value | Literal]) -> list[Node]:
+    """The nodes among `nodes` (in topological order) that `outputs` are computed from, in the same order."""
+    live = {id(v) for v in outputs if not isinstance(v, Literal)}
     kept = []
-    for node in reversed(graph.nodes):
+    for node in reversed(nodes):
         if id(node.output) in live:
             kept.append(node)
             live.update(id(a) for a in node.inputs if not isinstance(a, Literal))
+    return kept[::-1]
+
+
+def dce(graph: Graph) -> Graph:
+    kept = live_nodes(graph.nodes, graph.outputs)
     if len(kept) == len(graph.nodes):
         return graph
-    return rebuild(graph.name, same_inputs(graph), kept[::-1], graph.outputs)
+    return rebuild(graph.name, same_inputs(graph), kept, graph.outputs)
