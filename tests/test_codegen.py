@@ -334,6 +334,28 @@ def test_elementwise_kernel_uses_8_wide_vectors() -> None:
     assert vector_ops, "no 8-wide (ymm) or 16-wide (zmm) float multiplies in the GELU kernel"
 
 
+def test_innermost_loops_interleave_four_vector_iterations() -> None:
+    """Long math bodies (sigmoid's exp) get four independent vector iterations per loop trip: the hint is
+    on innermost loops only, and LLVM's vectorizer follows it."""
+    from jitorch.codegen.backend import lower_plan
+    from jitorch.codegen.jit import get_jit
+    from jitorch.codegen.llvm import INTERLEAVE, build_module
+    from jitorch.passes.fusion import fuse
+
+    builder = GraphBuilder("rows")
+    x = builder.add_input("x", TensorType((64, 1024), dtypes.float32))
+    builder.set_outputs([x * (x * 1.6).sigmoid()])
+    kernels = list(lower_plan(fuse(builder.build())).values())
+    text = build_module("rows", kernels)
+    loops = [line for line in text.splitlines() if "!llvm.loop" in line]
+    hints = [line for line in text.splitlines() if "llvm.loop.interleave.count" in line]
+    assert len(loops) == len(kernels) and len(hints) == 1, text  # one innermost loop per kernel, one shared option
+    module = get_jit().compile(text, [k.name for k in kernels])
+    body = module.llvm_ir_optimized
+    assert "llvm.loop.isvectorized" in body
+    assert len([line for line in module.asm.splitlines() if "vdivps" in line]) >= INTERLEAVE
+
+
 def test_results_independent_of_thread_count() -> None:
     builder = GraphBuilder("threads")
     x = builder.add_input("x", TensorType((512, 1024), dtypes.float32))

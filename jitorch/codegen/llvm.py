@@ -52,9 +52,31 @@ BLOCKED_ROWS = 1024  # up to this, each vector lane adds at most 32 values in a 
 # kernels
 
 
+INTERLEAVE = 4  # vector iterations an innermost loop runs side by side (llvm.loop.interleave.count)
+
+
+class _LoopID(ir.values.MDValue):
+    """A loop's `!llvm.loop` node, which LLVM wants distinct and naming itself first."""
+
+    def descr(self, buf: list[str]) -> None:
+        options = ", ".join(option.get_reference() for option in self.operands)
+        buf += (f"distinct !{{ {self.get_reference()}, {options} }}", "\n")
+
+
+def _interleaved(module: ir.Module) -> _LoopID:
+    """A loop ID asking the vectorizer to interleave INTERLEAVE vector iterations. Its cost model picks 1
+    for loops with long math bodies (exp's polynomial), whose latency then stalls each iteration; four
+    independent chains run a tanh-GELU loop 1.6x faster (in cache) and cost nothing on short bodies,
+    which it interleaves by four anyway."""
+    option = module.add_metadata(["llvm.loop.interleave.count", I32(INTERLEAVE)])
+    return _LoopID(module, [option], name=str(len(module.metadata)))
+
+
 @contextmanager
-def _for_range(builder: ir.IRBuilder, start: ir.Value, stop: ir.Value, name: str) -> Iterator[ir.Value]:
-    """A counted loop `for (i = start; i < stop; i++)` with an i64 induction variable."""
+def _for_range(builder: ir.IRBuilder, start: ir.Value, stop: ir.Value, name: str,
+               hint: Callable[[], ir.MDValue | None] = lambda: None) -> Iterator[ir.Value]:
+    """A counted loop `for (i = start; i < stop; i++)` with an i64 induction variable; `hint()`, called
+    once the body is built, gives the back edge's `llvm.loop` metadata (None: none)."""
     before = builder.block
     function = builder.function
     header = function.append_basic_block(f"{name}.header")
@@ -69,7 +91,10 @@ def _for_range(builder: ir.IRBuilder, start: ir.Value, stop: ir.Value, name: str
     yield index
     following = builder.add(index, I64(1), flags=("nsw",))
     index.add_incoming(following, builder.block)
-    builder.branch(header)
+    back_edge = builder.branch(header)
+    loop_id = hint()
+    if loop_id is not None:
+        back_edge.set_metadata("llvm.loop", loop_id)
     builder.position_at_end(done)
 
 
@@ -117,6 +142,7 @@ class _KernelBuilder:
         self.locals: dict[str, ir.Value] = {}
         self.allocas: dict[str, tuple[ir.Value, ir.Value | None]] = {}
         self.partials: dict[str, ir.Value] = {}  # per-block float32 sums, inside _blocks
+        self.open_loops: list[bool] = []  # per open loop: no loop inside it yet
         self._loops(list(kernel.outer), self._stages)
         builder.ret(builder.load(self.status, typ=I32))
         self._entry(body)
@@ -144,9 +170,24 @@ class _KernelBuilder:
             start, stop = self.start, self.end
         else:
             start, stop = I64(0), I64(loop.extent)
-        with _for_range(self.builder, start, stop, loop.var) as index:
+        with self._range(start, stop, loop.var) as index:
             self.vars[loop.var] = index
             self._loops(rest, inside)
+
+    @contextmanager
+    def _range(self, start: ir.Value, stop: ir.Value, name: str) -> Iterator[ir.Value]:
+        """A loop of the kernel; innermost loops (no loop inside) are interleaved (`_interleaved`)."""
+        if self.open_loops:
+            self.open_loops[-1] = False
+        self.open_loops.append(True)
+        try:
+            with _for_range(self.builder, start, stop, name, self._innermost_hint) as index:
+                yield index
+        finally:
+            self.open_loops.pop()
+
+    def _innermost_hint(self) -> ir.MDValue | None:
+        return _interleaved(self.module) if self.open_loops[-1] else None
 
     def _stages(self) -> None:
         for stage in self.kernel.stages:
@@ -176,7 +217,7 @@ class _KernelBuilder:
         partials of the sum's dtype (vectorized, reassociated), added to float64 totals after the block."""
         b = self.builder
         count = -(-loop.extent // SUM_BLOCK)
-        with _for_range(b, I64(0), I64(count), f"{loop.var}.block") as block:
+        with self._range(I64(0), I64(count), f"{loop.var}.block") as block:
             for reduction in blocked:
                 kind = value_type(reduction.dtype)
                 if reduction.local not in self.partials:
@@ -185,7 +226,7 @@ class _KernelBuilder:
             start = b.mul(block, I64(SUM_BLOCK))
             stop = b.add(start, I64(SUM_BLOCK))
             stop = b.select(b.icmp_signed("<", stop, I64(loop.extent)), stop, I64(loop.extent))
-            with _for_range(b, start, stop, loop.var) as index:
+            with self._range(start, stop, loop.var) as index:
                 self.vars[loop.var] = index
                 self._body(body)
             for reduction in blocked:

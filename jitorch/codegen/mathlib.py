@@ -51,6 +51,7 @@ from jitorch.codegen.mathlib_constants import (
     _MIN_NORMAL,
     _PIO2,
     _REDUCED_BOUND,
+    _SIGMOID_SCALE,
     _SIN_S,
     _SQRT_HALF_BITS,
     _SUBNORMAL_SCALE,
@@ -113,10 +114,30 @@ def _expm1(o: _Ops, x: ir.Value) -> ir.Value:
 
 
 def _sigmoid(o: _Ops, x: ir.Value) -> ir.Value:
-    """1/(1 + e^-x) for x >= 0 and e^x/(1 + e^x) below, with e^-|x| <= 1 so nothing overflows."""
-    e = _exp_core(o, o.neg(o.abs(x)))
-    result = o.div(o.select(o.ge(x, 0.0), 1.0, e), o.add(e, 1.0))
-    return o.select(o.is_nan(x), x, result)
+    """1/(1 + e) for x >= 0 and e/(1 + e) below, e = e^-|x| <= 1, so nothing overflows.
+
+    e's argument is never positive, which makes exp cheaper than `_exp_core`: adding the shifter
+    1.5·2^mantissa_bits to -|x|·log2(e) rounds it to the integer n (in one FMA) and leaves n in the low
+    bits of the sum, so 2^(n + SIGMOID_SCALE) comes from those bits by one shift. That scale is normal
+    for every n down to the underflow limit; e^r comes pre-multiplied by 2^-SIGMOID_SCALE, so their
+    product is e, rounded once (into subnormals if need be). nan stays nan through the clamp and
+    everything after it.
+    """
+    shifter = 1.5 * 2.0 ** o.fmt.mantissa_bits
+    low = o.fmt[_EXP_RANGE][0]
+    a = o.neg(o.abs(x))
+    a = o.select(o.lt(a, low), low, a)
+    shifted = o.fma(a, o.fmt[_LOG2E], shifter)
+    n = o.sub(shifted, shifter)
+    ln2_hi, ln2_lo = o.fmt[_LN2]
+    r = o.fma(n, -ln2_lo, o.fma(n, -ln2_hi, a))
+    # e^r·2^-SIGMOID_SCALE: Horner's rule on coefficients scaled by a power of two gives exactly the scaled
+    # value (every FMA result stays normal), so the product with the scale below is e rounded once.
+    unit = 2.0 ** -_SIGMOID_SCALE
+    p = o.poly(r, [unit, unit] + [c * unit for c in o.fmt[_EXP_P]])
+    scale = o.from_bits(o.shl(o.iadd(o.bits(shifted), o.fmt.bias + _SIGMOID_SCALE), o.fmt.mantissa_bits))
+    e = o.mul(p, scale)
+    return o.div(o.select(o.ge(x, 0.0), 1.0, e), o.add(e, 1.0))
 
 
 def _tanh(o: _Ops, x: ir.Value) -> ir.Value:

@@ -60,7 +60,8 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     if approximate == "tanh":
         # x/2·(1 + tanh(u)) written as x·sigmoid(2u): the same function, one exp per element where tanh
         # costs a polynomial and an exp, and no cancellation in 1 + tanh(u) for large negative u
-        inner = (x + x * x * x * 0.044715) * (2.0 * math.sqrt(2.0 / math.pi))
+        scale = 2.0 * math.sqrt(2.0 / math.pi)
+        inner = x * (x * x * (0.044715 * scale) + scale)  # 2u = 2·√(2/π)·(x + 0.044715x³)
         return x * inner.sigmoid()
     if approximate != "none":
         raise ValueError(f"approximate argument must be either none or tanh, got {approximate!r}")
