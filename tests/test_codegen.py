@@ -382,6 +382,27 @@ def test_results_independent_of_thread_count() -> None:
         np.testing.assert_array_equal(a, b)
 
 
+def test_kernels_decide_again_after_set_num_threads() -> None:
+    """A kernel that settled on one thread (the pool had one) measures again once the pool grows."""
+    builder = GraphBuilder("regrow")
+    x = builder.add_input("x", TensorType((1 << 16,), dtypes.float32))
+    builder.set_outputs([x.tanh()])
+    data = np.linspace(-3, 3, 1 << 16, dtype=np.float32)
+    previous = runtime.get_num_threads()
+    try:
+        runtime.set_num_threads(1)
+        run = llvm_backend(builder.build(), {})
+        (step,) = [s for s in run.steps if isinstance(s, runtime._KernelStep)]
+        for _ in range(4):
+            run([data])
+        assert step.parallel is False
+        runtime.set_num_threads(2)
+        np.testing.assert_allclose(run([data])[0], np.tanh(data), rtol=1e-6, atol=1e-7)
+        assert step.parallel is None and step.threads == 2 and len(step.single) == 1
+    finally:
+        runtime.set_num_threads(previous)
+
+
 def test_long_float32_sums_are_as_accurate_as_numpy() -> None:
     """Rows longer than a block sum per block in float32 and add blocks in float64 (9001: a partial block)."""
     builder = GraphBuilder("long_sums")

@@ -45,10 +45,6 @@ def _backends() -> dict[str, Callable]:
 _DISABLED = [os.environ.get("JITORCH_DISABLE_COMPILE", "") not in ("", "0")]
 
 
-def _compile_disabled() -> bool:
-    return _DISABLED[0]
-
-
 def set_compile_disabled(disabled: bool) -> None:
     """Make every compiled function run eagerly (True), or compile again (False)."""
     _DISABLED[0] = disabled
@@ -94,9 +90,18 @@ class _Entry:
     timings: dict[str, float] = field(default_factory=dict)
     graphs: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # the guard key says all there is to check: no aliases, lifted tensors or module attributes
+        self.direct = not (self.aliases or self.lifted or self.module_guards)
+        # what _run needs beyond the forward graph: seeds, write-backs, a backward node, a tree of outputs
+        self.plain = (not (self.seeds or self.mutated) and self.backward is None
+                      and self.output_spec == ("leaf",) and self.output_leaves == [("tensor", 0)])
+
     def inputs(self, leaves: list[Any]) -> list[Tensor] | None:
         """The tensors this call feeds the graph's tensor inputs (arguments, then lifted tensors as they
         are now), or None when a guard fails."""
+        if self.direct:
+            return [leaves[i] for i in self.arg_positions]
         for first, second in self.aliases:
             if leaves[first] is not leaves[second]:
                 return None
@@ -154,6 +159,7 @@ class CompiledFunction:
         self.recompile_reasons: list[str] = []
         self.stats = {"calls": 0, "hits": 0, "compiles": 0, "fallbacks": 0, "recompiles": 0}
         self._parameters = _positional_names(fn)
+        self._plain_calls: dict[int, tuple[Any, list[str]]] = {}  # per count of tensor-only arguments
         functools.update_wrapper(self, fn, updated=())
         _registry.append(weakref.ref(self))  # every one, including those bound per instance by __get__
 
@@ -173,6 +179,20 @@ class CompiledFunction:
     # calls
 
     def _flatten(self, args: tuple, kwargs: dict) -> tuple[Any, list[Any], list[str]]:
+        """(spec, leaves, paths) of a call's arguments; paths (for messages) must not be changed."""
+        if not kwargs:
+            for arg in args:
+                if type(arg) is not Tensor:
+                    break
+            else:  # tensors only, the usual call: its spec and paths depend on the count alone
+                plain = self._plain_calls.get(len(args))
+                if plain is None:
+                    spec, _, paths = self._flatten_tree(args, kwargs)
+                    plain = self._plain_calls[len(args)] = (spec, paths)
+                return plain[0], list(args), plain[1]
+        return self._flatten_tree(args, kwargs)
+
+    def _flatten_tree(self, args: tuple, kwargs: dict) -> tuple[Any, list[Any], list[str]]:
         leaves: list[Any] = []
         paths: list[str] = []
         specs = []
@@ -185,7 +205,7 @@ class CompiledFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.stats["calls"] += 1
-        if self.backend == "eager" or _compile_disabled():
+        if self.backend == "eager" or _DISABLED[0]:
             return self.fn(*args, **kwargs)
         if tracing.STATE.recorder is not None:
             # called by a function this thread is tracing: run inline, so that trace records these ops (a
@@ -359,7 +379,8 @@ class CompiledFunction:
 
     def _run(self, entry: _Entry, tensors: list[Tensor], args: tuple, kwargs: dict) -> Any:
         inputs = [t._data for t in tensors]
-        inputs += [np.array(gen.next_seed(), dtype=np.int64) for gen in entry.seeds]
+        if entry.seeds:
+            inputs += [np.array(gen.next_seed(), dtype=np.int64) for gen in entry.seeds]
         try:
             results = entry.run_forward(inputs)
         except Exception:
@@ -370,6 +391,8 @@ class CompiledFunction:
             except Exception as error:  # noqa: BLE001 - whatever eager raises is the error to give
                 raise error from None
             raise  # eager succeeds where the graph failed: a compiler bug, reported as the graph's error
+        if entry.plain:  # one tensor out, nothing else to do
+            return Tensor._wrap(results[0], None)
         n, n_mutated = entry.n_outputs, len(entry.mutated)
         if entry.backward is not None:
             # backward needs inputs as they were, not as the write-back below leaves them

@@ -71,7 +71,12 @@ def set_default_dtype(dtype: DType) -> None:
 
 def from_numpy(dtype: np.dtype, *, exact: bool = False) -> DType:
     """The jitorch dtype for a numpy dtype; with `exact`, types jitorch lacks raise TypeError."""
-    found = _BY_NUMPY.get(np.dtype(dtype))
+    try:  # an array's dtype, the usual argument, is a key as it is: np.dtype() would double the time
+        found = _BY_NUMPY.get(dtype)
+    except TypeError:  # unhashable: a structured dtype's field list
+        found = None
+    if found is None:
+        found = _BY_NUMPY.get(np.dtype(dtype))
     if found is not None:
         return found
     if not exact and np.dtype(dtype) in _NUMPY_FALLBACK:
