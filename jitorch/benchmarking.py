@@ -33,6 +33,7 @@ class BenchmarkResult:
     spread: float  # interquartile range, seconds
     runs: int
     compile_time: float | None = None  # seconds; None for eager
+    samples: list[float] = field(default_factory=list, repr=False)  # seconds per call, as timed
 
     def __str__(self) -> str:
         compile_part = f", compile {_format_time(self.compile_time)}" if self.compile_time is not None else ""
@@ -58,11 +59,28 @@ def measure(call: Callable[[], Any], *, min_time: float = 0.2, max_runs: int = 1
         start = time.perf_counter()
         call()
         samples.append(time.perf_counter() - start)
+    return _summary(samples)
+
+
+def measure_alternating(calls: list[Callable[[], Any]], *, min_time: float = 0.2, min_runs: int = 5,
+                        rounds: int = 8) -> list[BenchmarkResult]:
+    """`measure` for several calls in alternating rounds (each gets `min_time / rounds` per round), so
+    a drift in the machine's speed, which on a shared VM can double times within seconds, reaches them
+    alike and their ratio holds."""
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for call, taken in zip(calls, samples):
+            result = measure(call, min_time=min_time / rounds, min_runs=max(1, -(-min_runs // rounds)))
+            taken.extend(result.samples)
+    return [_summary(taken) for taken in samples]
+
+
+def _summary(samples: list[float]) -> BenchmarkResult:
     if len(samples) >= 4:
         low, _, high = statistics.quantiles(samples, n=4)
     else:
         low, high = min(samples), max(samples)
-    return BenchmarkResult(statistics.median(samples), high - low, len(samples))
+    return BenchmarkResult(statistics.median(samples), high - low, len(samples), samples=samples)
 
 
 def _compile(fn: Callable, backend: str | None) -> Callable:
@@ -224,7 +242,11 @@ def run_workload(workload: Workload, quick: bool, backend: str | None = None) ->
     start = time.perf_counter()
     compiled_call(*args)
     first = time.perf_counter() - start
-    compiled = measure(lambda: compiled_call(*args), min_time=min_time, min_runs=min_runs)
+    if workload.numpy is not None:  # the baseline in the same stretch of time as the compiled calls
+        compiled, baseline = measure_alternating([lambda: compiled_call(*args), workload.numpy(quick)],
+                                                 min_time=min_time, min_runs=min_runs)
+    else:
+        compiled = measure(lambda: compiled_call(*args), min_time=min_time, min_runs=min_runs)
     row = Row(workload.name, eager.median, compiled.median, eager.median / compiled.median,
               max(first - compiled.median, 0.0), eager_spread=eager.spread, compiled_spread=compiled.spread)
     if workload.bytes is not None:
@@ -234,7 +256,7 @@ def run_workload(workload: Workload, quick: bool, backend: str | None = None) ->
         row.gflop_per_s = workload.flops(quick) / compiled.median / 1e9
         row.throughput = row.throughput or f"{row.gflop_per_s:.1f} GFLOP/s"
     if workload.numpy is not None:
-        row.numpy = measure(workload.numpy(quick), min_time=min_time, min_runs=min_runs).median
+        row.numpy = baseline.median
     if not quick and workload.targets:
         row.targets = [str(t) for t in workload.targets]
         row.met = all(t.met(row.figure(t.figure)) for t in workload.targets)

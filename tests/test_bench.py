@@ -14,7 +14,7 @@ import pytest
 
 import jitorch
 from jitorch.benchmarking import (BenchmarkResult, Row, Target, Workload, first_calls, format_first_calls, format_table,
-                                  load_suite, load_target, run_workload)
+                                  load_suite, load_target, measure_alternating, run_workload)
 from jitorch.frontend import backends
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,6 +132,17 @@ def test_benchmark_api_reports_median_spread_and_compile_time() -> None:
     again(x)
     jitorch.benchmark(again, x, min_time=0.01)
     assert again.stats["compiles"] == 1
+
+
+def test_a_baseline_is_timed_in_rounds_alternating_with_the_compiled_calls() -> None:
+    """Drift in the machine's speed must reach the compiled calls and their yardstick alike."""
+    order: list[str] = []
+    first, second = measure_alternating([lambda: order.append("a"), lambda: order.append("b")], min_time=0.004,
+                                        min_runs=8, rounds=4)
+    switches = sum(1 for x, y in zip(order, order[1:]) if x != y)
+    assert switches >= 7  # a, b, a, b, ... in four rounds each
+    assert first.runs >= 8 and second.runs >= 8 and len(first.samples) == first.runs
+    assert 0 < first.median and first.spread >= 0
 
 
 def test_a_wrong_compiled_result_is_flagged(monkeypatch: pytest.MonkeyPatch) -> None:
