@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
     bench = commands.add_parser("bench", help="benchmark eager vs compiled")
     bench.add_argument("target", nargs="?", default=None, help="path/to/script.py:function (default: the suite)")
-    bench.add_argument("--only", default=None, help="run only workloads whose name contains this")
+    bench.add_argument("--only", default=None,
+                       help="run only workloads whose name contains this (or any of several, comma-separated)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions, smaller sizes")
     bench.add_argument("--json", default=None, help="write the results as JSON to this file")
     bench.add_argument("--plot", default=None, help="write a bar chart of speedups (needs matplotlib)")

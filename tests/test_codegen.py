@@ -356,6 +356,35 @@ def test_innermost_loops_interleave_four_vector_iterations() -> None:
     assert len([line for line in module.asm.splitlines() if "vdivps" in line]) >= INTERLEAVE
 
 
+def test_exp_of_x_minus_its_row_max_uses_the_nonpositive_exp() -> None:
+    """softmax's exp(x - max(x)) never sees a positive argument, so it gets mathlib's cheaper exp;
+    exp(x - mean(x)) and exp(x - max(y)) do not. Results equal eager's on rows with -inf, inf and nan."""
+    from jitorch.codegen.backend import lower_plan
+    from jitorch.codegen.llvm import build_module
+    from jitorch.passes.fusion import fuse
+
+    builder = GraphBuilder("rows")
+    x = builder.add_input("x", TensorType((6, 5), dtypes.float32))
+    y = builder.add_input("y", TensorType((6, 5), dtypes.float32))
+    peak = builder.emit("amax", x, axes=(1,)).expand(6, 5)
+    e = (x - peak).exp()
+    other = (x - builder.emit("amax", y, axes=(1,)).expand(6, 5)).exp()
+    centered = (x - (x.sum_axes((1,)) * 0.2).expand(6, 5)).exp()
+    builder.set_outputs([e / e.sum_axes((1,)).expand(6, 5), other, centered])
+    graph = builder.build()
+    kernels = list(lower_plan(fuse(graph)).values())
+    text = build_module("rows", kernels)
+    assert text.count("call float @\"jitorch.exp_nonpositive.f32\"") == 1
+    assert text.count("call float @\"jitorch.exp.f32\"") == 2
+    inf, nan = float("inf"), float("nan")
+    data = np.array([[0.5, -1.0, 2.0, 3.0, -4.0], [-inf, 0.0, 1.0, -inf, 2.0], [-inf] * 5, [inf, 1.0, 0.0, 2.0, 3.0],
+                     [nan, 1.0, 2.0, 3.0, 4.0], [-90.0, -100.0, 0.0, -103.0, -120.0]], np.float32)
+    inputs = [data, data[::-1].copy()]
+    got = llvm_backend(graph, {})(inputs)
+    for a, b in zip(got, interpreter.run(graph, inputs)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-45, equal_nan=True)
+
+
 def test_results_independent_of_thread_count() -> None:
     builder = GraphBuilder("threads")
     x = builder.add_input("x", TensorType((512, 1024), dtypes.float32))

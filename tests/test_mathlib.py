@@ -188,6 +188,21 @@ def test_float32_sweep_within_4_ulp(name: str) -> None:
         list(pool.map(check, float32_sweep()))
 
 
+def test_exp_of_nonpositive_arguments_within_1_ulp() -> None:
+    """exp_nonpositive, exp for arguments known not to be positive (softmax's x - max(x)): every 97th
+    non-positive float32, a million float64 from 0 down past the underflow limit, and the specials."""
+    negative = [x[np.signbit(x)] for x in float32_sweep()]
+    function = compiled("exp_nonpositive", np.float32)
+    for x in negative:
+        assert_within_ulp("exp", np.float32, (x,), function(x), 1)
+    wide = -np.abs(float64_samples("exp"))
+    assert_within_ulp("exp", np.float64, (wide,), compiled("exp_nonpositive", np.float64)(wide), 1)
+    for dtype in (np.float32, np.float64):
+        x = special_values(dtype)
+        x = x[np.signbit(x) | np.isnan(x)]
+        assert_same_specials("exp", dtype, (x,), compiled("exp_nonpositive", dtype)(x))
+
+
 def test_float32_pow_within_4_ulp() -> None:
     rng = np.random.default_rng(0)
     size = 1 << 20

@@ -37,8 +37,8 @@ from typing import Callable, Iterator
 from llvmlite import ir
 
 from jitorch.codegen.loopnest import (
-    ARRAY_DATA_OFFSET, Accumulate, Affine, Const, Expr, Gather, IndexValue, Kernel, Load, Local, Loop, Random,
-    Reduction, Store, identity)
+    ARRAY_DATA_OFFSET, Accumulate, Affine, Apply, Const, Expr, Gather, IndexValue, Kernel, Load, Local, Loop,
+    Random, Reduction, Store, identity)
 from jitorch.codegen.llvm_scalar import F32, F64, I1, I8, I32, I64, PTR, Scalar, constant, memory_type, value_type
 from jitorch.ir import dtypes
 from jitorch.ir.dtypes import DType
@@ -143,6 +143,8 @@ class _KernelBuilder:
         self.allocas: dict[str, tuple[ir.Value, ir.Value | None]] = {}
         self.partials: dict[str, ir.Value] = {}  # per-block float32 sums, inside _blocks
         self.open_loops: list[bool] = []  # per open loop: no loop inside it yet
+        self.maxima: dict[str, tuple[Expr, tuple[Loop, ...]]] = {}  # float amax locals: (what, over which loops)
+        self.stage_loops: tuple[Loop, ...] = ()
         self._loops(list(kernel.outer), self._stages)
         builder.ret(builder.load(self.status, typ=I32))
         self._entry(body)
@@ -191,6 +193,7 @@ class _KernelBuilder:
 
     def _stages(self) -> None:
         for stage in self.kernel.stages:
+            self.stage_loops = stage.loops
             reductions = [s for s in stage.body if isinstance(s, Reduction)]
             long_rows = bool(stage.loops) and stage.loops[-1].extent > BLOCKED_ROWS
             blocked = {r.local for r in reductions if long_rows and r.op == "sum" and r.dtype.is_floating_point}
@@ -203,6 +206,8 @@ class _KernelBuilder:
             else:
                 self._loops(list(stage.loops), lambda body=stage.body: self._body(body))
             for reduction in reductions:
+                if reduction.op == "amax" and reduction.dtype.is_floating_point:
+                    self.maxima[reduction.local] = (reduction.expr, stage.loops)
                 accumulator, position = self.allocas[reduction.local]
                 if position is not None:
                     loaded = self.builder.load(position, typ=I64)
@@ -344,12 +349,22 @@ class _KernelBuilder:
             value = self._index(expr.index)
         elif isinstance(expr, Random):
             value = _random(self.scalar, expr.kind, self._expr(expr.seed, memo), self._index(expr.counter), expr.dtype)
+        elif expr.op == "exp" and self._nonpositive(expr.args[0]):
+            value = self.scalar.math("exp_nonpositive", self._expr(expr.args[0], memo))
         else:
             args = [self._expr(a, memo) for a in expr.args]
             rule = OPS[expr.op].scalar["llvm"]
             value = rule(self.scalar, args, [a.dtype for a in expr.args], expr.dtype, dict(expr.attrs))
         memo[expr] = value
         return value
+
+    def _nonpositive(self, expr: Expr) -> bool:
+        """Whether a float `expr` is never positive (or nan): x - max(x), with the max taken over the loops
+        this stage runs, as softmax, log_softmax and cross-entropy have. Its exp is a cheaper one."""
+        if not (isinstance(expr, Apply) and expr.op == "sub" and expr.dtype.is_floating_point):
+            return False
+        value, peak = expr.args
+        return isinstance(peak, Local) and self.maxima.get(peak.name) == (value, self.stage_loops)
 
 
 def _combine(s: Scalar, op: str, current: ir.Value, value: ir.Value, dtype: DType) -> ir.Value:
