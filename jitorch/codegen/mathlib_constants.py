@@ -23,8 +23,8 @@ _MAX_FINITE = {"f32": 3.4028234663852886e38, "f64": 1.7976931348623157e308}
 
 # exp's input range: below it the result rounds to +0, above it overflows to inf.
 _EXP_RANGE = {"f32": (-104.0, 89.0), "f64": (-746.0, 710.0)}
-# exp of a non-positive x (sigmoid's e^-|x|) scales 2^-this·e^r by 2^(n + this), normal for every n down to
-# exp's range.
+# exp_nonpositive (softmax's e^(x - max x), sigmoid's e^-|x|) scales 2^-this·e^r by 2^(n + this), normal for
+# every n down to exp's range.
 _NONPOSITIVE_SCALE = 64
 # expm1(x) rounds to -1 below this.
 _EXPM1_LOW = {"f32": -20.0, "f64": -40.0}
