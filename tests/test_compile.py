@@ -487,6 +487,27 @@ def test_guard_requires_grad_and_grad_mode() -> None:
     assert "grad mode changed True → False" in fast.recompile_reasons
 
 
+def test_a_repeated_call_skips_its_key_yet_every_guard_still_holds() -> None:
+    """Tensor-only calls like the last hit check its guards directly (no key, no lookup); any change of
+    shape, dtype, requires_grad, grad mode or argument count takes the full path and recompiles."""
+    fast = compiled(affine)
+    x, w = jitorch.randn(2, 3), jitorch.randn(3, 4)
+    run_both(fast, affine, x, w)
+    run_both(fast, affine, x, w)
+    assert fast._last_hit is not None and fast.stats["hits"] == 1
+    run_both(fast, affine, jitorch.randn(2, 3), jitorch.randn(3, 4))  # other tensors, same guards: a hit
+    assert fast.stats["hits"] == 2 and fast.stats["compiles"] == 1
+    for changed in [(jitorch.randn(5, 3), w), (x.double(), w.double()), (x, jitorch.randn(3, 4, requires_grad=True))]:
+        run_both(fast, affine, *changed)
+    with jitorch.no_grad():
+        run_both(fast, affine, x, w)
+    assert fast.stats["compiles"] == 5 and fast.stats["hits"] == 2
+    with pytest.raises(TypeError):
+        fast(x)
+    jitorch.compiler.reset()
+    assert fast._last_hit is None
+
+
 def test_guard_hashable_python_arguments() -> None:
     def f(x: jitorch.Tensor, value: Any, negate: bool, mode: str, power: int) -> jitorch.Tensor:
         y = (x.abs() * value) ** power

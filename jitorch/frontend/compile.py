@@ -165,6 +165,9 @@ class CompiledFunction:
         self.stats = {"calls": 0, "hits": 0, "compiles": 0, "fallbacks": 0, "recompiles": 0}
         self._parameters = _positional_names(fn)
         self._plain_calls: dict[int, tuple[Any, list[str]]] = {}  # per count of tensor-only arguments
+        # (grad mode, per argument (shape, dtype, requires_grad), entry) of the last tensor-only call that hit an
+        # entry with no guards beyond its key: the next such call checks those and runs it (see _repeat)
+        self._last_hit: tuple[bool, tuple, _Entry] | None = None
         functools.update_wrapper(self, fn, updated=())
         _registry.append(weakref.ref(self))  # every one, including those bound per instance by __get__
 
@@ -216,6 +219,10 @@ class CompiledFunction:
             # called by a function this thread is tracing: run inline, so that trace records these ops (a
             # graph run here would reach it as a constant, and waiting here for a compile could deadlock)
             return self.fn(*args, **kwargs)
+        last = self._last_hit
+        if last is not None and not kwargs and self._repeats(last, args):
+            self.stats["hits"] += 1
+            return self._run(last[2], list(args), args, kwargs)
         spec, leaves, paths = self._flatten(args, kwargs)
         key = (spec, tuple(map(leaf_key, leaves)), autograd._mode.enabled)
         found = self._lookup(key, leaves)
@@ -233,7 +240,22 @@ class CompiledFunction:
             return self.fn(*args, **kwargs)
         if self.check:
             return self._run_checked(entry, tensors, args, kwargs)
+        if entry.direct and not kwargs and all(type(arg) is Tensor for arg in args):
+            self._last_hit = (key[2], tuple(leaf[:3] for leaf in key[1]), entry)
         return self._run(entry, tensors, args, kwargs)
+
+    @staticmethod
+    def _repeats(last: tuple[bool, tuple, _Entry], args: tuple) -> bool:
+        """Whether a call's positional arguments pass the guards of the last hit: tensors (with data) of its
+        shapes, dtypes and requires_grad flags, in its grad mode. Such a call skips building its key."""
+        grad_mode, guards, _ = last
+        if len(args) != len(guards) or autograd._mode.enabled != grad_mode:
+            return False
+        for arg, (shape, dtype, requires_grad) in zip(args, guards):
+            if (type(arg) is not Tensor or arg.shape != shape or arg.dtype is not dtype
+                    or arg._requires_grad != requires_grad or arg._data is None):
+                return False
+        return True
 
     def _lookup(self, key: tuple, leaves: list[Any]) -> tuple[Any, list[Tensor] | None] | None:
         """(entry, the tensors it is fed) for a cached key whose guards hold, (an _Eager, None) for a key that
@@ -492,6 +514,7 @@ class CompiledFunction:
     def reset(self) -> None:
         with self._lock:
             self._cache.clear()
+            self._last_hit = None
             self._last_key = None
             self._warned = False
 
