@@ -1,5 +1,6 @@
-"""`jitorch.compile`: the cache of compiled graphs by guard key (the keys are built in guards.py), eager
-fallback with reasons, and the autograd node for compiled calls.
+"""`jitorch.compile`: the cache of compiled graphs by guard key (the keys are built in guards.py) and eager
+fallback with reasons; the cache entries, and running one (with the autograd node for compiled calls), are
+in compile_entry.py.
 
 The first call for a guard key runs the function eagerly while recording (and returns that result),
 then optimizes the graph and compiles it with the backend. Later calls with the same key run the
@@ -17,18 +18,17 @@ import threading
 import time
 import warnings
 import weakref
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from jitorch import debug
 from jitorch.frontend import autograd, tracing
+from jitorch.frontend.compile_entry import EagerEntry, Entry, Traced, lifted_source, run_entry
 from jitorch.frontend.guards import Unhashable, describe_change, leaf_key, module_guard
-from jitorch.frontend.pytree import flatten, unflatten
+from jitorch.frontend.pytree import flatten
 from jitorch.frontend.tensor import Tensor
 from jitorch.frontend.tracing import Recorder
-from jitorch.ir.dtypes import DType
 
 
 class CompileError(RuntimeError):
@@ -48,99 +48,6 @@ _DISABLED = [os.environ.get("JITORCH_DISABLE_COMPILE", "") not in ("", "0")]
 def set_compile_disabled(disabled: bool) -> None:
     """Make every compiled function run eagerly (True), or compile again (False)."""
     _DISABLED[0] = disabled
-
-
-# ----------------------------------------------------------------------------------------------------
-# cache entries
-
-
-class _GradPack:
-    """Gradients for several outputs of one compiled call, merged as the autograd engine accumulates them."""
-
-    __slots__ = ("grads",)
-
-    def __init__(self, grads: dict[int, Tensor]) -> None:
-        self.grads = grads
-
-    def __add__(self, other: _GradPack) -> _GradPack:
-        merged = dict(self.grads)
-        for i, g in other.grads.items():
-            merged[i] = merged[i] + g if i in merged else g
-        return _GradPack(merged)
-
-
-@dataclass
-class _Entry:
-    """A compiled graph for one guard key, with the guards only known after tracing."""
-
-    arg_positions: list[int]  # flat leaf positions of tensor arguments, in graph input order
-    aliases: list[tuple[int, int]]  # leaf positions the trace saw holding one tensor: they must still do
-    lifted: list[Tensor]  # tensors reached that are not arguments, as traced
-    # (module, name, the module's dict the trace found it in) of parameters and buffers, re-read per call
-    lifted_sources: list[tuple[Any, str, dict | None] | None]
-    lifted_guards: list[tuple[Any, DType, bool]]
-    seeds: list[Any]  # generators, one per seed input
-    module_guards: list[tuple[Any, Callable, Any]]  # (module, attribute getter, expected values)
-    output_spec: Any
-    output_leaves: list[Any]  # per output leaf: ("tensor", graph output index) or ("const", value)
-    mutated: list[int]  # input tensors written in place, written back from the outputs after the tensor outputs
-    run_forward: Callable[[list[np.ndarray]], list[np.ndarray]]
-    n_outputs: int  # tensor outputs of the graph (before mutations and saved values)
-    backward: Any = None  # (run_backward, Differentiated) when the call records gradients
-    symbolic: bool = False  # traced on symbolic tensors: later calls propagate shapes eagerly
-    timings: dict[str, float] = field(default_factory=dict)
-    graphs: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # the guard key says all there is to check: no aliases, lifted tensors or module attributes
-        self.direct = not (self.aliases or self.lifted or self.module_guards)
-        # what _run needs beyond the forward graph: seeds, write-backs, a backward node, a tree of outputs
-        self.plain = (not (self.seeds or self.mutated) and self.backward is None
-                      and self.output_spec == ("leaf",) and self.output_leaves == [("tensor", 0)])
-
-    def inputs(self, leaves: list[Any]) -> list[Tensor] | None:
-        """The tensors this call feeds the graph's tensor inputs (arguments, then lifted tensors as they
-        are now), or None when a guard fails."""
-        if self.direct:
-            return [leaves[i] for i in self.arg_positions]
-        for first, second in self.aliases:
-            if leaves[first] is not leaves[second]:
-                return None
-        tensors = [leaves[i] for i in self.arg_positions]
-        for tensor, source, (shape, dtype, requires_grad) in zip(self.lifted, self.lifted_sources,
-                                                                 self.lifted_guards):
-            if source is not None:  # `model.weight = Parameter(...)` replaces what the trace read
-                module, name, store = source
-                # read from the module's own dict (Module.__getattr__ costs 0.5 µs per tensor), else as Python does
-                tensor = store.get(name) if store is not None else None
-                if tensor is None:
-                    tensor = getattr(module, name, None)
-                if not isinstance(tensor, Tensor):
-                    return None
-            if tensor.shape != shape or tensor.dtype is not dtype or tensor._requires_grad != requires_grad:
-                return None
-            tensors.append(tensor)
-        try:
-            for module, getter, expected in self.module_guards:
-                if getter(module.__dict__) != expected:
-                    return None
-        except KeyError:  # an attribute the trace saw is gone
-            return None
-        return tensors
-
-
-@dataclass
-class _Eager:
-    """A guard key whose trace cannot be replayed: runs the function eagerly."""
-
-    reasons: list[str]
-
-
-@dataclass
-class _Traced:
-    """A call that traced its key: its result is the eager result of the trace."""
-
-    result: Any
 
 
 class CompiledFunction:
@@ -167,7 +74,7 @@ class CompiledFunction:
         self._plain_calls: dict[int, tuple[Any, list[str]]] = {}  # per count of tensor-only arguments
         # (grad mode, per argument (shape, dtype, requires_grad), entry) of the last tensor-only call that hit an
         # entry with no guards beyond its key: the next such call checks those and runs it (see _repeat)
-        self._last_hit: tuple[bool, tuple, _Entry] | None = None
+        self._last_hit: tuple[bool, tuple, Entry] | None = None
         functools.update_wrapper(self, fn, updated=())
         _registry.append(weakref.ref(self))  # every one, including those bound per instance by __get__
 
@@ -222,7 +129,7 @@ class CompiledFunction:
         last = self._last_hit
         if last is not None and not kwargs and self._repeats(last, args):
             self.stats["hits"] += 1
-            return self._run(last[2], list(args), args, kwargs)
+            return run_entry(last[2], list(args), self.fn, self.name, args, kwargs)
         spec, leaves, paths = self._flatten(args, kwargs)
         key = (spec, tuple(map(leaf_key, leaves)), autograd._mode.enabled)
         found = self._lookup(key, leaves)
@@ -230,7 +137,7 @@ class CompiledFunction:
             # one thread traces and compiles a key; another wanting it meanwhile waits here, then uses it
             with self._lock:
                 found = self._lookup(key, leaves) or self._miss(key, spec, leaves, paths, args, kwargs)
-            if isinstance(found, _Traced):
+            if isinstance(found, Traced):
                 return found.result
         entry, tensors = found
         if tensors is None:  # this key runs eagerly
@@ -242,10 +149,10 @@ class CompiledFunction:
             return self._run_checked(entry, tensors, args, kwargs)
         if entry.direct and not kwargs and all(type(arg) is Tensor for arg in args):
             self._last_hit = (key[2], tuple(leaf[:3] for leaf in key[1]), entry)
-        return self._run(entry, tensors, args, kwargs)
+        return run_entry(entry, tensors, self.fn, self.name, args, kwargs)
 
     @staticmethod
-    def _repeats(last: tuple[bool, tuple, _Entry], args: tuple) -> bool:
+    def _repeats(last: tuple[bool, tuple, Entry], args: tuple) -> bool:
         """Whether a call's positional arguments pass the guards of the last hit: tensors (with data) of its
         shapes, dtypes and requires_grad flags, in its grad mode. Such a call skips building its key."""
         grad_mode, guards, _ = last
@@ -258,10 +165,10 @@ class CompiledFunction:
         return True
 
     def _lookup(self, key: tuple, leaves: list[Any]) -> tuple[Any, list[Tensor] | None] | None:
-        """(entry, the tensors it is fed) for a cached key whose guards hold, (an _Eager, None) for a key that
+        """(entry, the tensors it is fed) for a cached key whose guards hold, (an EagerEntry, None) for a key that
         runs eagerly, or None."""
         for entry in self._cache.get(key, ()):
-            if isinstance(entry, _Eager):
+            if isinstance(entry, EagerEntry):
                 return entry, None
             tensors = entry.inputs(leaves)
             if tensors is not None:
@@ -269,13 +176,13 @@ class CompiledFunction:
         return None
 
     def _miss(self, key: tuple, spec: Any, leaves: list[Any], paths: list[str], args: tuple,
-              kwargs: dict) -> tuple[Any, None] | _Traced:
+              kwargs: dict) -> tuple[Any, None] | Traced:
         """Trace and compile a new key (the caller holds the lock): the trace's result, or (entry, None) for a
         call to run eagerly, which the caller does once it has released the lock."""
         if any(isinstance(k, Unhashable) for k in key[1]):
             bad = next(p for p, k in zip(paths, key[1]) if isinstance(k, Unhashable))
             return self._fall_back(key, [f"argument '{bad}' is of an unhashable type and cannot be guarded"])
-        compiled = sum(1 for entries in self._cache.values() for e in entries if isinstance(e, _Entry))
+        compiled = sum(1 for entries in self._cache.values() for e in entries if isinstance(e, Entry))
         if compiled >= self.recompile_limit:
             if not self._warned:  # once: a loop over ever new shapes must not grow a list per call
                 change = describe_change(paths, self._last_key, key) if self._last_key else "a guard changed"
@@ -292,15 +199,15 @@ class CompiledFunction:
             self.recompile_reasons.append(change)
         self._last_key = key
         self._cache.setdefault(key, []).append(entry)
-        if isinstance(entry, _Eager):
+        if isinstance(entry, EagerEntry):
             self.stats["fallbacks"] += 1
             self.fallback_reasons.extend(entry.reasons)
-        return _Traced(result)
+        return Traced(result)
 
-    def _fall_back(self, key: tuple, reasons: list[str]) -> tuple[_Eager, None]:
+    def _fall_back(self, key: tuple, reasons: list[str]) -> tuple[EagerEntry, None]:
         if self.fullgraph:
             raise CompileError(f"jitorch.compile(fullgraph=True): {self.name} cannot be compiled: {reasons[0]}")
-        entry = _Eager(reasons)
+        entry = EagerEntry(reasons)
         self._cache.setdefault(key, []).append(entry)
         self.fallback_reasons.extend(reasons)
         self.stats["fallbacks"] += 1
@@ -335,7 +242,7 @@ class CompiledFunction:
             if self.fullgraph:
                 raise CompileError(f"jitorch.compile(fullgraph=True): {self.name} cannot be compiled: "
                                    f"{recorder.reasons[0]}")
-            return result, _Eager(recorder.reasons)
+            return result, EagerEntry(recorder.reasons)
         builder = recorder.builder
         output_values, output_leaves = [], []
         for leaf in out_leaves:
@@ -358,7 +265,7 @@ class CompiledFunction:
 
     def _build_entry(self, graph: Any, recorder: Recorder, arg_positions: list[int], aliases: list[tuple[int, int]],
                      output_spec: Any, output_leaves: list[Any], out_tensors: list[Any], mutated: list[Tensor],
-                     n_outputs: int, timings: dict[str, float]) -> _Entry:
+                     n_outputs: int, timings: dict[str, float]) -> Entry:
         from jitorch.ir.printer import format_graph
         from jitorch.passes import pipeline
         from jitorch.passes.autodiff import differentiate
@@ -396,93 +303,21 @@ class CompiledFunction:
         module_guards = [module_guard(m) for m in recorder.modules]
         # written-back tensors by input index: this call's arguments, not the traced ones, get the writes
         mutated_inputs = [next(i for i, t in enumerate(input_tensors) if t is root) for root in mutated]
-        return _Entry(arg_positions, aliases, lifted, [_source(recorder.sources.get(id(t))) for t in lifted],
+        return Entry(arg_positions, aliases, lifted, [lifted_source(recorder.sources.get(id(t))) for t in lifted],
                       [(t.shape, t.dtype, t._requires_grad) for t in lifted], [gen for _, gen in recorder.seeds],
                       module_guards, output_spec, output_leaves, mutated_inputs, run_forward, n_outputs, backward,
                       symbolic, timings, graphs)
 
     # ---------------------------------------------------------------------------------------------
-    # running an entry
+    # running an entry (run_entry, in compile_entry.py, runs it plainly)
 
-    def _run(self, entry: _Entry, tensors: list[Tensor], args: tuple, kwargs: dict) -> Any:
-        inputs = [t._data for t in tensors]
-        if entry.seeds:
-            inputs += [np.array(gen.next_seed(), dtype=np.int64) for gen in entry.seeds]
-        try:
-            results = entry.run_forward(inputs)
-        except Exception:
-            # bad input (an index out of range) gets eager's error: the function may word an op's error its own
-            # way (cross_entropy names the bad target), which the graph cannot replay. The graph wrote nothing.
-            try:
-                self.fn(*args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - whatever eager raises is the error to give
-                raise error from None
-            raise  # eager succeeds where the graph failed: a compiler bug, reported as the graph's error
-        if entry.plain:  # one tensor out, nothing else to do
-            return Tensor._wrap(results[0], None)
-        n, n_mutated = entry.n_outputs, len(entry.mutated)
-        if entry.backward is not None:
-            # backward needs inputs as they were, not as the write-back below leaves them
-            saved_inputs = [inputs[i].copy() if i in entry.mutated else inputs[i]
-                            for i in entry.backward[1].saved_inputs]
-        if n_mutated:
-            with autograd.no_grad():  # eager's own write, with its checks (an expanded argument raises eager's error)
-                for i, value in zip(entry.mutated, results[n:n + n_mutated]):
-                    tensors[i]._inplace(Tensor._wrap(value, None))
-        outputs = [Tensor._wrap(results[i], None) for i in range(n)]
-        if entry.backward is not None:
-            self._attach_backward(entry, outputs, tensors, saved_inputs + results[n + n_mutated:])
-        return unflatten(entry.output_spec, iter(
-            outputs[ref] if kind == "tensor" else ref for kind, ref in entry.output_leaves))
-
-    def _attach_backward(self, entry: _Entry, outputs: list[Tensor], tensors: list[Tensor],
-                         saved_arrays: list[np.ndarray]) -> None:
-        run_backward, split = entry.backward
-        shapes = [(outputs[i].shape, outputs[i].dtype) for i in split.differentiated]
-        # backward reads these arrays as they are now: an in-place write before it runs raises, as in eager
-        # (inputs the graph itself writes were saved as copies)
-        saved_values = saved_arrays[len(split.saved_inputs):]
-        watched = [tensors[i] for i in split.saved_inputs if i not in entry.mutated] + [
-            out for out in outputs if any(np.may_share_memory(out._data, a) for a in saved_values)]
-        versions = [(t, t._version.value) for t in watched]
-
-        def backward(pack: Any) -> list[Tensor]:
-            if autograd.is_grad_enabled():
-                raise RuntimeError("jitorch.compile: double backward (create_graph=True) through a compiled "
-                                   "function is not supported; compile with backend='eager' for this")
-            for tensor, version in versions:
-                if tensor._version.value != version:
-                    raise RuntimeError(
-                        f"one of the variables needed for gradient computation has been modified by an inplace "
-                        f"operation: [{tensor.type_name()} {list(tensor.shape)}], which is needed by "
-                        f"CompiledFunctionBackward ({self.name}), is at version {tensor._version.value}; expected "
-                        f"version {version} instead. Use .clone() before the in-place operation if the original "
-                        f"value is still needed.")
-            grads = pack.grads if isinstance(pack, _GradPack) else {0: pack}
-            arrays = []
-            for k, (shape, dtype) in enumerate(shapes):
-                g = grads.get(k)
-                arrays.append(np.zeros(shape, dtype.numpy) if g is None else np.require(g._data, requirements="C"))
-            return [Tensor._wrap(a, None) for a in run_backward(saved_arrays + arrays)]
-
-        edges = [autograd.edge(tensors[i]) for i in split.wrt]
-        node = autograd.FunctionNode("CompiledFunctionBackward", backward, edges)
-        if len(split.differentiated) == 1:
-            out = outputs[split.differentiated[0]]
-            out._grad_fn, out._requires_grad = node, True
-            return
-        for k, i in enumerate(split.differentiated):
-            selector = autograd.FunctionNode("CompiledFunctionBackward", lambda g, _k=k: [_GradPack({_k: g})],
-                                             [node])
-            outputs[i]._grad_fn, outputs[i]._requires_grad = selector, True
-
-    def _run_checked(self, entry: _Entry, tensors: list[Tensor], args: tuple, kwargs: dict) -> Any:
+    def _run_checked(self, entry: Entry, tensors: list[Tensor], args: tuple, kwargs: dict) -> Any:
         """check=True: run compiled and eager from the same state and compare everything they produce."""
         from jitorch.frontend.random import default_generator
         states = [(gen, gen.get_state()) for gen in {id(g): g for g in [*entry.seeds, default_generator]}.values()]
         mutated = [tensors[i] for i in entry.mutated]
         before = [t._data.copy() for t in mutated]
-        compiled = self._run(entry, tensors, args, kwargs)
+        compiled = run_entry(entry, tensors, self.fn, self.name, args, kwargs)
         after = [t._data.copy() for t in mutated]
         for tensor, data in zip(mutated, before):
             np.copyto(tensor._data, data)
@@ -517,15 +352,6 @@ class CompiledFunction:
             self._last_hit = None
             self._last_key = None
             self._warned = False
-
-
-def _source(found: tuple[Any, str] | None) -> tuple[Any, str, dict | None] | None:
-    """Where a lifted tensor is re-read from: its module, its name, and the module's dict holding it."""
-    if found is None:
-        return None
-    module, name = found
-    stores = [getattr(module, "__dict__", {}).get(store) for store in ("_parameters", "_buffers")]
-    return module, name, next((store for store in stores if isinstance(store, dict) and name in store), None)
 
 
 def _positional_names(fn: Callable) -> list[str]:

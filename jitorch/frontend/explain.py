@@ -7,13 +7,13 @@ from typing import Any
 
 class Explanation:
     def __init__(self, compiled: Any) -> None:
-        from jitorch.frontend.compile import _Eager, _Entry
+        from jitorch.frontend.compile_entry import EagerEntry, Entry
 
         self.name = compiled.name
         entries = compiled.entries()
-        self.graphs = [entry.graphs for entry in entries if isinstance(entry, _Entry)]
-        self.timings = [entry.timings for entry in entries if isinstance(entry, _Entry)]
-        self.fallback_reasons = [r for entry in entries if isinstance(entry, _Eager) for r in entry.reasons]
+        self.graphs = [entry.graphs for entry in entries if isinstance(entry, Entry)]
+        self.timings = [entry.timings for entry in entries if isinstance(entry, Entry)]
+        self.fallback_reasons = [r for entry in entries if isinstance(entry, EagerEntry) for r in entry.reasons]
         self.recompile_reasons = list(compiled.recompile_reasons)
         self.graph_count = len(self.graphs)
         self.ops = Counter(node.op for graphs in self.graphs for key in ("optimized", "forward", "backward")
