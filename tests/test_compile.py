@@ -689,6 +689,49 @@ def test_the_same_tensor_passed_twice_is_guarded() -> None:
     assert fast.stats["compiles"] == 2 and fast.stats["hits"] == 3
 
 
+def test_an_argument_written_in_place_and_overlapping_another_runs_eagerly() -> None:
+    """A graph takes its inputs as separate memory: traced with separate tensors, a call passing one tensor
+    twice, or overlapping views, where one is written in place, must not read the other's old values."""
+    def f(a: jitorch.Tensor, b: jitorch.Tensor) -> jitorch.Tensor:
+        a.add_(1.0)
+        return a + b
+
+    def fresh(*shape: int) -> jitorch.Tensor:
+        return jitorch.arange(float(math.prod(shape))).reshape(*shape)
+
+    fast = compiled(f)
+    for _ in range(2):
+        fast(fresh(4), fresh(4))
+    hits = fast.stats["hits"]
+    t, t_eager = fresh(4), fresh(4)
+    assert_same(fast(t, t), f(t_eager, t_eager))
+    assert_same(t, t_eager)
+    u, u_eager = fresh(8), fresh(8)
+    assert_same(fast(u[:4], u[2:6]), f(u_eager[:4], u_eager[2:6]))
+    assert_same(u, u_eager)
+    assert fast.stats["compiles"] == 1 and fast.stats["hits"] == hits  # those two ran eagerly
+    a, b = fresh(4), fresh(4)
+    assert_same(fast(a, b), f(fresh(4), fresh(4)))  # separate memory: the graph again
+    assert fast._cache and all(e.exclusive == [(0, 1)] for entries in fast._cache.values() for e in entries)
+    # a module's buffer written in place, with the buffer itself (as rows of a batch) passed in
+    model, twin = Accumulator(), Accumulator()
+    modeled = compiled(model)
+    for _ in range(2):
+        assert_same(modeled(jitorch.ones(2, 3)), twin(jitorch.ones(2, 3)))
+    assert_same(modeled(model.total.expand(2, 3)), twin(twin.total.expand(2, 3)))
+    assert_same(model.total, twin.total)
+
+
+class Accumulator(Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = Buffer(jitorch.zeros(3))
+
+    def forward(self, x: jitorch.Tensor) -> jitorch.Tensor:
+        self.total.add_(x.sum(0))
+        return x + self.total
+
+
 # ----------------------------------------------------------------------------------------------------
 # bad input raises what eager raises
 

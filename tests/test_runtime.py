@@ -62,8 +62,14 @@ def test_outputs_are_fresh_and_never_overwritten_by_later_calls() -> None:
 
 
 def test_the_output_pool_reuses_an_array_once_nothing_else_refers_to_it() -> None:
-    run = llvm_backend(two_layer_graph().build(), {})
-    arrays = inputs()
+    """Outputs of _POOLED_BYTES or more come from the pool (smaller ones from np.empty, which malloc may or
+    may not place where the last one was)."""
+    b = GraphBuilder("pooled")
+    x = b.add_input("x", TensorType((128, 256), F32))  # 128 KiB
+    b.set_outputs([(x * 0.5).exp()])
+    run = llvm_backend(b.build(), {})
+    assert 128 * 256 * 4 >= runtime._POOLED_BYTES
+    arrays = [np.ones((128, 256), np.float32)]
     out = run(arrays)[0]
     address = out.ctypes.data
     held = run(arrays)[0]  # `out` is still referred to: a different array

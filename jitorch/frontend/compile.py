@@ -24,7 +24,8 @@ import numpy as np
 
 from jitorch import debug
 from jitorch.frontend import autograd, tracing
-from jitorch.frontend.compile_entry import EagerEntry, Entry, Traced, lifted_source, run_entry
+from jitorch.frontend.compile_entry import (OVERLAP, EagerEntry, Entry, Traced, exclusive_pairs, lifted_source,
+                                            run_entry)
 from jitorch.frontend.guards import Unhashable, describe_change, leaf_key, module_guard
 from jitorch.frontend.pytree import flatten
 from jitorch.frontend.tensor import Tensor
@@ -165,12 +166,14 @@ class CompiledFunction:
         return True
 
     def _lookup(self, key: tuple, leaves: list[Any]) -> tuple[Any, list[Tensor] | None] | None:
-        """(entry, the tensors it is fed) for a cached key whose guards hold, (an EagerEntry, None) for a key that
-        runs eagerly, or None."""
+        """(entry, the tensors it is fed) for a cached key whose guards hold; (the entry, None) for a call to run
+        eagerly (an EagerEntry's key, or inputs the entry writes overlapping others); or None."""
         for entry in self._cache.get(key, ()):
             if isinstance(entry, EagerEntry):
                 return entry, None
             tensors = entry.inputs(leaves)
+            if tensors is OVERLAP:
+                return entry, None
             if tensors is not None:
                 return entry, tensors
         return None
@@ -303,10 +306,11 @@ class CompiledFunction:
         module_guards = [module_guard(m) for m in recorder.modules]
         # written-back tensors by input index: this call's arguments, not the traced ones, get the writes
         mutated_inputs = [next(i for i, t in enumerate(input_tensors) if t is root) for root in mutated]
+        exclusive = exclusive_pairs(input_tensors, mutated_inputs, len(recorder.arguments))
         return Entry(arg_positions, aliases, lifted, [lifted_source(recorder.sources.get(id(t))) for t in lifted],
                       [(t.shape, t.dtype, t._requires_grad) for t in lifted], [gen for _, gen in recorder.seeds],
                       module_guards, output_spec, output_leaves, mutated_inputs, run_forward, n_outputs, backward,
-                      symbolic, timings, graphs)
+                      symbolic, timings, graphs, exclusive)
 
     # ---------------------------------------------------------------------------------------------
     # running an entry (run_entry, in compile_entry.py, runs it plainly)

@@ -52,17 +52,20 @@ class Entry:
     symbolic: bool = False  # traced on symbolic tensors: later calls propagate shapes eagerly
     timings: dict[str, float] = field(default_factory=dict)
     graphs: dict[str, Any] = field(default_factory=dict)
+    # (written input, other input) pairs whose memory must not overlap: the graph takes its inputs as separate
+    # memory, so `f(t, t)` or `f(u[:4], u[2:6])` writing one of them runs eagerly when the trace had them apart
+    exclusive: list[tuple[int, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # the guard key says all there is to check: no aliases, lifted tensors or module attributes
-        self.direct = not (self.aliases or self.lifted or self.module_guards)
+        # the guard key says all there is to check: no aliases, lifted tensors, module attributes or overlaps
+        self.direct = not (self.aliases or self.lifted or self.module_guards or self.exclusive)
         # what run_entry needs beyond the forward graph: seeds, write-backs, a backward node, a tree of outputs
         self.plain = (not (self.seeds or self.mutated) and self.backward is None
                       and self.output_spec == ("leaf",) and self.output_leaves == [("tensor", 0)])
 
     def inputs(self, leaves: list[Any]) -> list[Tensor] | None:
         """The tensors this call feeds the graph's tensor inputs (arguments, then lifted tensors as they
-        are now), or None when a guard fails."""
+        are now), None when a guard fails, or OVERLAP when inputs it writes share memory with others."""
         if self.direct:
             return [leaves[i] for i in self.arg_positions]
         for first, second in self.aliases:
@@ -88,7 +91,26 @@ class Entry:
                     return None
         except KeyError:  # an attribute the trace saw is gone
             return None
+        for written, other in self.exclusive:
+            if np.may_share_memory(tensors[written]._data, tensors[other]._data):
+                return OVERLAP
         return tensors
+
+
+OVERLAP: Any = []  # Entry.inputs' answer for a call whose written inputs overlap others: it runs eagerly
+
+
+def exclusive_pairs(tensors: list[Tensor], written: list[int], arguments: int) -> list[tuple[int, int]]:
+    """The (written, other) input pairs an entry guards against overlapping: those with a call argument
+    (the first `arguments` inputs), but not the ones the trace saw as one tensor, which its graph reads
+    through one input (`Entry.aliases` guards them). Two lifted tensors (module state) are checked once,
+    here: a pair overlapping now runs eagerly every call; checking every pair of a model's buffers and
+    parameters on every call would cost more than it is worth."""
+    def overlapping(a: Tensor, b: Tensor) -> bool:
+        return a._data is not None and b._data is not None and np.may_share_memory(a._data, b._data)
+
+    return [(w, j) for w in written for j, tensor in enumerate(tensors)
+            if j != w and tensor is not tensors[w] and (min(w, j) < arguments or overlapping(tensor, tensors[w]))]
 
 
 @dataclass
