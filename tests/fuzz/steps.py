@@ -395,8 +395,10 @@ def conversion(b: Builder) -> Candidate | None:
     if not a.is_float:
         return Candidate(fill(b.choice(["{a}.to(f32)", "{a}.to(f64)", "{a}.to(bool_)", "{a}.to(i32)"]), a=a.name),
                          [a], exact=True)
+    # a cast to int truncates: it jumps at every integer, so the values keep a margin from the nearest one
+    # (1.9999999 is 1e-7 from a jump, though its truncation, 1, is far)
     template, points = b.choice([("{a}.to(f64)", None), ("{a}.to(f32)", None), ("{a}.double()", None),
-                                  ("{a}.to(i64)", np.trunc), ("{a}.long()", np.trunc), ("{a}.to(i32)", np.trunc),
+                                  ("{a}.to(i64)", INTEGERS), ("{a}.long()", INTEGERS), ("{a}.to(i32)", INTEGERS),
                                   ("{a}.to(bool_)", kinks(0.0))])
     if points is not None and not robust(a, points):
         return None

@@ -19,9 +19,10 @@ import jitorch
 from jitorch.frontend import backends
 
 from .differential import EPS, _float_eps, check_program, evaluate, llvm_status, validate
-from .generator import generate
+from .generator import Var, generate
 from .known import explained
 from .shrink import shrink
+from .steps import INTEGERS, robust
 
 CI_PROGRAMS = 120
 CI_CHUNKS = 6
@@ -156,3 +157,13 @@ def test_tolerances_follow_the_least_precise_dtype_a_program_computes_in() -> No
     run = evaluate(program.function(), program)
     assert "float32" in run.computed and "float32" not in run.dtypes
     assert _float_eps(run, program) == EPS["float32"]
+
+
+def test_float_to_int_casts_keep_a_margin_from_every_integer() -> None:
+    # seed 20053 of a 2,000-program run: 2 ** tanh(9.29) is 1.9999999 in numpy's float32 and 2.0 in llvm's
+    # (whose tanh is correctly rounded); the cast to int64 then gave 1 and 2. The generator measured the margin
+    # to trunc(v) = 1, not to the jump at 2
+    near_jump = Var("v0", jitorch.tensor([0.5, 1.9999999]), exact=False, scale=1.0)
+    clear = Var("v1", jitorch.tensor([0.5, 1.75, -2.5]), exact=False, scale=1.0)
+    assert not robust(near_jump, INTEGERS) and robust(clear, INTEGERS)
+
