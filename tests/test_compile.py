@@ -689,6 +689,41 @@ def test_the_same_tensor_passed_twice_is_guarded() -> None:
     assert fast.stats["compiles"] == 2 and fast.stats["hits"] == 3
 
 
+def test_a_function_returning_its_argument_returns_it_compiled_too() -> None:
+    """`x.add_(1); return x` gives back x itself, eagerly and compiled; an argument that requires grad is
+    returned through the graph, which carries its gradient."""
+    def bump(x: jitorch.Tensor) -> tuple[jitorch.Tensor, jitorch.Tensor]:
+        x.add_(1.0)
+        return x, x * 2.0
+
+    fast = compiled(bump)
+    for _ in range(3):
+        t = jitorch.zeros(3)
+        same, doubled = fast(t)
+        assert same is t
+        assert_same(t, jitorch.ones(3))
+        assert_same(doubled, jitorch.full((3,), 2.0))
+    assert fast.stats["hits"] == 2
+
+    passthrough = compiled(lambda a, w: (a, a * w))
+    w = jitorch.ones(3, requires_grad=True)
+    total = jitorch.zeros(3)
+    for _ in range(3):
+        a = jitorch.randn(3)
+        out, product = passthrough(a, w)
+        assert out is a
+        product.sum().backward()
+        total = total + a
+    assert_same(w.grad, total)
+    for _ in range(2):  # the first call traces (eager's result); the second runs the graph
+        grad_in = jitorch.randn(3, requires_grad=True)
+        returned, _ = passthrough(grad_in, w)
+        returned.sum().backward()
+        assert returned.requires_grad
+        assert_same(grad_in.grad, jitorch.ones(3))
+    assert returned is not grad_in
+
+
 def test_an_argument_written_in_place_and_overlapping_another_runs_eagerly() -> None:
     """A graph takes its inputs as separate memory: traced with separate tensors, a call passing one tensor
     twice, or overlapping views, where one is written in place, must not read the other's old values."""

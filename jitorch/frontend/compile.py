@@ -247,13 +247,21 @@ class CompiledFunction:
                                    f"{recorder.reasons[0]}")
             return result, EagerEntry(recorder.reasons)
         builder = recorder.builder
-        output_values, output_leaves = [], []
+        output_values, output_leaves, output_tensors = [], [], []
+        traced_inputs = [t for t, _ in recorder.arguments] + [t for t, _ in recorder.lifted]
         for leaf in out_leaves:
-            if isinstance(leaf, Tensor):
-                output_leaves.append(("tensor", len(output_values)))
-                output_values.append(recorder.value_of(leaf))
-            else:
+            if not isinstance(leaf, Tensor):
                 output_leaves.append(("const", leaf))
+                continue
+            given = next((i for i, t in enumerate(traced_inputs) if t is leaf), None)
+            if given is not None and not leaf._requires_grad:
+                # the function returns an input itself (`x.add_(1); return x`): so does each compiled call
+                # (one that requires grad still goes through the graph, which carries its gradient)
+                output_leaves.append(("input", given))
+                continue
+            output_leaves.append(("tensor", len(output_values)))
+            output_values.append(recorder.value_of(leaf))
+            output_tensors.append(leaf)
         mutated = list(recorder.mutated.values())
         builder.set_outputs(output_values + [recorder.values[id(t)] for t in mutated])
         # the calling convention: arguments, then lifted tensors, then random seeds (creation order interleaves them)
@@ -261,7 +269,7 @@ class CompiledFunction:
                              + [v for v, _ in recorder.seeds])
         graph = builder.build()
         timings = {"trace": trace_seconds}
-        entry = self._build_entry(graph, recorder, arg_positions, aliases, output_spec, output_leaves, out_leaves,
+        entry = self._build_entry(graph, recorder, arg_positions, aliases, output_spec, output_leaves, output_tensors,
                                   mutated, len(output_values), timings)
         self.stats["compiles"] += 1
         return result, entry

@@ -44,7 +44,9 @@ class Entry:
     seeds: list[Any]  # generators, one per seed input
     module_guards: list[tuple[Any, Callable, Any]]  # (module, attribute getter, expected values)
     output_spec: Any
-    output_leaves: list[Any]  # per output leaf: ("tensor", graph output index) or ("const", value)
+    # per output leaf: ("tensor", graph output index), ("input", index of an input returned as it is) or
+    # ("const", value)
+    output_leaves: list[Any]
     mutated: list[int]  # input tensors written in place, written back from the outputs after the tensor outputs
     run_forward: Callable[[list[np.ndarray]], list[np.ndarray]]
     n_outputs: int  # tensor outputs of the graph (before mutations and saved values)
@@ -168,7 +170,9 @@ def run_entry(entry: Entry, tensors: list[Tensor], fn: Callable, name: str, args
     if entry.backward is not None:
         attach_backward(entry, outputs, tensors, saved_inputs + results[n + n_mutated:], name)
     return unflatten(entry.output_spec, iter(
-        outputs[ref] if kind == "tensor" else ref for kind, ref in entry.output_leaves))
+        outputs[ref] if kind == "tensor" else tensors[ref] if kind == "input" else ref
+        for kind, ref in entry.output_leaves))
+
 
 def attach_backward(entry: Entry, outputs: list[Tensor], tensors: list[Tensor], saved_arrays: list[np.ndarray],
                     name: str) -> None:
