@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from jitorch.frontend import autograd
+from jitorch.frontend import autograd_engine
 from jitorch.frontend.tensor import Tensor
 from jitorch.ir import dtypes
 
@@ -91,7 +91,7 @@ class _Checker:
     def vjp(self, o: int, seed: np.ndarray) -> list[np.ndarray]:
         """seed^T J for output o, per input (zeros for inputs it does not depend on)."""
         out = self.outputs[o]
-        grads = autograd.grad(out, self.wanted, grad_outputs=Tensor._wrap(seed, out.dtype), retain_graph=True,
+        grads = autograd_engine.grad(out, self.wanted, grad_outputs=Tensor._wrap(seed, out.dtype), retain_graph=True,
                               allow_unused=True)
         rows = []
         for j, (x, g) in enumerate(zip(self.wanted, grads)):
@@ -215,7 +215,7 @@ def gradgradcheck(func: Callable[..., Any], inputs: Any, grad_outputs: Any = Non
         given, seeds = args[:len(args) - count], args[len(args) - count:]
         outputs = _as_tuple(func(*given))
         wanted = [x for x in given if isinstance(x, Tensor) and x.requires_grad]
-        grads = autograd.grad([outputs[i] for i in _differentiable(outputs)], wanted, list(seeds),
+        grads = autograd_engine.grad([outputs[i] for i in _differentiable(outputs)], wanted, list(seeds),
                               create_graph=True, allow_unused=True)
         return tuple(g for g in grads if g is not None)
 

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from jitorch.frontend import autograd, tracing
+from jitorch.frontend import autograd, autograd_engine, tracing
 from jitorch.frontend.device import CPU, _check_device, device
 from jitorch.frontend.tensor_conversions import ConversionMethods
 from jitorch.frontend.tensor_inplace import InplaceMethods
@@ -248,7 +248,7 @@ class Tensor(OpVocabulary, ConversionMethods, InplaceMethods):
 
     def backward(self, gradient: Any = None, retain_graph: bool | None = None, create_graph: bool = False,
                  inputs: Any = None) -> None:
-        autograd.backward(self, gradient, retain_graph, create_graph, inputs)
+        autograd_engine.backward(self, gradient, retain_graph, create_graph, inputs)
 
     def detach(self) -> Tensor:
         """A tensor sharing memory and version counter with this one, cut off from autograd."""
