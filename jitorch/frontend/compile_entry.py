@@ -99,7 +99,7 @@ class Entry:
         return tensors
 
 
-OVERLAP: Any = []  # Entry.inputs' answer for a call whose written inputs overlap others: it runs eagerly
+OVERLAP: Any = object()  # Entry.inputs' answer for a call whose written inputs overlap others: it runs eagerly
 
 
 def exclusive_pairs(tensors: list[Tensor], written: list[int], arguments: int) -> list[tuple[int, int]]:
