@@ -560,3 +560,50 @@ TYPE_ERRORS = [
 def test_wrong_argument_types_raise_type_error(make) -> None:
     with pytest.raises(TypeError):
         make()
+
+
+OPTIMIZER_UPDATES = {
+    "add_": lambda t, a, b: t.add_(a),
+    "add_ alpha": lambda t, a, b: t.add_(a, alpha=-0.05),
+    "add_ int alpha": lambda t, a, b: t.add_(a, alpha=3),
+    "add_ number": lambda t, a, b: t.add_(1e-8),
+    "mul_ number": lambda t, a, b: t.mul_(0.9),
+    "mul_": lambda t, a, b: t.mul_(a),
+    "addcmul_": lambda t, a, b: t.addcmul_(a, b, value=0.001),
+    "addcdiv_": lambda t, a, b: t.addcdiv_(a, b.abs() + 0.1, value=-0.01),
+    "lerp_": lambda t, a, b: t.lerp_(a, 0.1),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("update", list(OPTIMIZER_UPDATES))
+def test_optimizer_updates_under_no_grad_match_the_general_path_bit_for_bit(update: str, dtype) -> None:
+    """Under no_grad, optimizers' in-place updates are computed straight into the tensor's memory (see
+    tensor_inplace.py): the same bits as the general path, a version bump, writes through views reaching
+    their base."""
+    generator = torch.Generator().manual_seed(3)
+    x, a, b = (torch.randn(6, 5, generator=generator, dtype=dtype) for _ in range(3))
+    fast, general = x.clone(), x.clone()
+    version = fast._version.value
+    with torch.no_grad():
+        assert OPTIMIZER_UPDATES[update](fast, a, b) is fast
+    with torch.enable_grad():  # a tensor not requiring grad: the general path, no history
+        OPTIMIZER_UPDATES[update](general, a, b)
+    np.testing.assert_array_equal(fast.numpy(), general.numpy())
+    assert fast._version.value == version + 1
+    base = x.clone()
+    with torch.no_grad():
+        OPTIMIZER_UPDATES[update](base[2], a[2], b[2])
+    np.testing.assert_array_equal(base[2].numpy(), general[2].numpy())
+    np.testing.assert_array_equal(base[3].numpy(), x[3].numpy())
+
+
+def test_in_place_updates_under_no_grad_keep_their_errors() -> None:
+    weight = torch.randn(3, requires_grad=True)
+    with torch.no_grad():
+        weight.add_(torch.ones(3), alpha=-0.1)  # allowed on a leaf under no_grad, as in PyTorch
+        with pytest.raises(RuntimeError, match="more than one element"):
+            torch.zeros(1).expand(3).add_(torch.ones(3))
+        with pytest.raises(RuntimeError, match="can't be cast"):
+            torch.zeros(3, dtype=torch.int64).add_(torch.ones(3), alpha=0.5)
+    assert weight.requires_grad and weight.grad_fn is None
