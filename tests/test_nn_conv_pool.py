@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jitorch
-from jitorch.nn import functional_layers as F
+from jitorch.nn import functional as F
 from tests.nn_reference import close, gradcheck, t
 
 RNG = np.random.default_rng(0)

@@ -5,7 +5,7 @@ with the reshaped weight, so a traced model reaches the compiler as slices and a
 transposed convolution zero-inserts the input and runs that convolution with the flipped kernel. The
 window stacking (`_patches`), `pad` and the argument helpers (`_tuple`, `_batched`, ...) are shared with
 `functional_pooling`. They work for any number of spatial dims; the public names cover PyTorch's 1-d and
-2-d forms. `jitorch.nn.functional` and `jitorch.nn.functional_layers` re-export them.
+2-d forms. `jitorch.nn.functional` re-exports them.
 """
 from __future__ import annotations
 

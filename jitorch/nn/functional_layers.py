@@ -2,32 +2,16 @@
 
 Each is a composite of registry primitives (reductions, elementwise ops, `gather`), so it runs eagerly
 and traces into the IR unchanged. The sliding-window layers live in `functional_conv` (padding,
-convolution, unfold, fold) and `functional_pooling` (pooling, interpolate); this module re-exports them,
-so `functional_layers` still offers every layer function. `jitorch.nn.functional` re-exports the names
-in `__all__`.
+convolution, unfold, fold) and `functional_pooling` (pooling, interpolate). `jitorch.nn.functional`
+re-exports the names in `__all__`, and theirs.
 """
 from __future__ import annotations
 
 import jitorch
 from jitorch import Tensor
-from jitorch.nn.functional_conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d, fold, pad, unfold
-from jitorch.nn.functional_pooling import (
-    adaptive_avg_pool1d,
-    adaptive_avg_pool2d,
-    adaptive_max_pool1d,
-    adaptive_max_pool2d,
-    avg_pool1d,
-    avg_pool2d,
-    interpolate,
-    max_pool1d,
-    max_pool2d,
-)
 
 __all__ = [
-    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
-    "avg_pool1d", "avg_pool2d", "batch_norm", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d",
-    "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "fold", "group_norm", "instance_norm",
-    "interpolate", "max_pool1d", "max_pool2d", "pad", "unfold",
+    "batch_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "group_norm", "instance_norm",
 ]
 
 

@@ -3,7 +3,7 @@
 Pooling reduces the stacked windows of `functional_conv._patches` (one strided slice per kernel offset)
 with `amax` or `sum`; adaptive average pooling and linear resizing are separable, one dim at a time.
 The helpers work for any number of spatial dims; the public names cover PyTorch's 1-d and 2-d forms.
-`jitorch.nn.functional` and `jitorch.nn.functional_layers` re-export them.
+`jitorch.nn.functional` re-exports them.
 """
 from __future__ import annotations
 
