@@ -77,12 +77,17 @@ def _reduce_ln2(o: _Ops, x: ir.Value, x_lo: ir.Value | None = None) -> tuple[ir.
     The first FMA is exact (n·ln2_hi and x agree in all the bits r does not have), so r is accurate to
     half an ulp once the tails of x and ln2 are folded in.
     """
-    ln2_hi, ln2_lo = o.fmt[_LN2]
     n = o.rint(o.mul(x, o.fmt[_LOG2E]))
+    return n, _minus_n_ln2(o, n, x, x_lo)
+
+
+def _minus_n_ln2(o: _Ops, n: ir.Value, x: ir.Value, x_lo: ir.Value | None = None) -> ir.Value:
+    """x (+ x_lo) - n·ln2, with ln2 in two parts (see `_reduce_ln2`)."""
+    ln2_hi, ln2_lo = o.fmt[_LN2]
     r = o.fma(n, -ln2_hi, x)
     if x_lo is not None:
         r = o.add(r, x_lo)
-    return n, o.fma(n, -ln2_lo, r)
+    return o.fma(n, -ln2_lo, r)
 
 
 def _expm1_reduced(o: _Ops, r: ir.Value) -> ir.Value:
@@ -130,9 +135,7 @@ def _exp_nonpositive(o: _Ops, x: ir.Value) -> ir.Value:
     low = o.fmt[_EXP_RANGE][0]
     a = o.select(o.lt(x, low), low, x)
     shifted = o.fma(a, o.fmt[_LOG2E], shifter)
-    n = o.sub(shifted, shifter)
-    ln2_hi, ln2_lo = o.fmt[_LN2]
-    r = o.fma(n, -ln2_lo, o.fma(n, -ln2_hi, a))
+    r = _minus_n_ln2(o, o.sub(shifted, shifter), a)
     unit = 2.0 ** -_NONPOSITIVE_SCALE
     p = o.poly(r, [unit, unit] + [c * unit for c in o.fmt[_EXP_P]])
     scale = o.from_bits(o.shl(o.iadd(o.bits(shifted), o.fmt.bias + _NONPOSITIVE_SCALE), o.fmt.mantissa_bits))

@@ -308,7 +308,7 @@ class _KernelStep:
         if on_pool:
             status = threads.run(self.function, self.address, self.extent, self.grain)
         else:
-            status = self.function(self.address, 0, self.extent)
+            status = self.whole(*self.whole_arguments)
         (self.pooled if on_pool else self.single).append(time.perf_counter() - begin)
         if len(self.single) == _TIMED_CALLS and not self.pooled:
             if threads.size == 1 or min(self.single) < _PARALLEL_DISPATCHES * threads.dispatch_seconds:

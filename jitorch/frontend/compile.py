@@ -248,7 +248,7 @@ class CompiledFunction:
             return result, EagerEntry(recorder.reasons)
         builder = recorder.builder
         output_values, output_leaves, output_tensors = [], [], []
-        traced_inputs = [t for t, _ in recorder.arguments] + [t for t, _ in recorder.lifted]
+        traced_inputs = recorder.input_tensors()
         for leaf in out_leaves:
             if not isinstance(leaf, Tensor):
                 output_leaves.append(("const", leaf))
@@ -284,7 +284,7 @@ class CompiledFunction:
         if debug.enabled("graph"):
             debug.dump("graph", graph.name, "traced", format_graph(graph), timings["trace"])
         graphs = {"traced": graph}
-        input_tensors = [t for t, _ in recorder.arguments] + [t for t, _ in recorder.lifted]
+        input_tensors = recorder.input_tensors()
         graph = pipeline.run_passes(graph, pipeline.before_autodiff(), timings)
         wrt = [i for i, t in enumerate(input_tensors) if t._requires_grad] if autograd.is_grad_enabled() else []
         tensor_outputs = [leaf for leaf in out_tensors if isinstance(leaf, Tensor)]

@@ -131,6 +131,10 @@ class Recorder:
     # ---------------------------------------------------------------------------------------------
     # values
 
+    def input_tensors(self) -> list[Any]:
+        """The tensors behind the graph's tensor inputs, in their order: arguments, then lifted tensors."""
+        return [t for t, _ in self.arguments] + [t for t, _ in self.lifted]
+
     def add_argument(self, tensor: Any, name: str) -> Value:
         value = self.builder.add_input(self._unique(name), TensorType(tuple(tensor.shape), tensor.dtype))
         self._bind(tensor, value)
