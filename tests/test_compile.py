@@ -508,6 +508,26 @@ def test_a_repeated_call_skips_its_key_yet_every_guard_still_holds() -> None:
     assert fast._last_hit is None
 
 
+def test_a_repeated_module_call_skips_its_key_yet_checks_the_module() -> None:
+    """A compiled module's repeated calls take the same short path; its lifted parameters and module
+    attributes are still checked on every call, so a replaced weight, a frozen one or eval() take effect."""
+    model = MLP()
+    fast = jitorch.compile(model, backend=BACKEND, recompile_limit=8)
+    x = jitorch.randn(5, 4)
+    for _ in range(2):
+        assert_same(fast(x), model(x))
+    assert fast._compiled._last_hit is not None and not fast._compiled._last_hit[2].direct
+    assert fast.stats["hits"] == 1
+    model.l1.weight = Parameter(jitorch.randn(*model.l1.weight.shape))  # same guards, other values
+    assert_same(fast(x), model(x))
+    assert fast.stats["hits"] == 2 and fast.stats["compiles"] == 1
+    model.l1.weight.requires_grad_(False)
+    assert_same(fast(x), model(x))
+    model.eval()
+    assert_same(fast(x), model(x))
+    assert fast.stats["compiles"] == 3 and fast.stats["hits"] == 2
+
+
 def test_guard_hashable_python_arguments() -> None:
     def f(x: jitorch.Tensor, value: Any, negate: bool, mode: str, power: int) -> jitorch.Tensor:
         y = (x.abs() * value) ** power

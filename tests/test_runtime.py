@@ -10,10 +10,13 @@ import pytest
 
 import jitorch
 from jitorch.codegen import runtime
-from jitorch.codegen.backend import llvm_backend
+from jitorch.codegen.backend import llvm_backend, lower_plan
+from jitorch.codegen.loopnest import Kernel, format_kernel
 from jitorch.ir import dtypes
-from jitorch.ir.graph import GraphBuilder
+from jitorch.ir.graph import Graph, GraphBuilder
 from jitorch.ir.types import ShapeError, TensorType
+from jitorch.passes.fusion import Step, fuse
+from jitorch.passes.inplace import mark_in_place
 
 F32 = dtypes.float32
 
@@ -103,6 +106,73 @@ def test_intermediates_with_disjoint_lifetimes_share_memory() -> None:
     for _ in range(4):
         want = np.maximum((want @ ws) * np.float32(0.01), 0)
     np.testing.assert_allclose(run([xs, ws])[0], want, rtol=1e-4, atol=1e-6)
+
+
+def _in_place_plan(graph: Graph) -> tuple[dict[int, Step], dict[int, Kernel]]:
+    """The steps of a graph planned for in-place kernels, and the kernels, by id of the value they make."""
+    plan = fuse(graph)
+    mark_in_place(plan)
+    kernels = lower_plan(plan)
+    return ({id(step.outputs[0]): step for step in plan.steps},
+            {id(step.outputs[0]): kernels[i] for i, step in enumerate(plan.steps) if i in kernels})
+
+
+def linear_relu_linear() -> Graph:
+    b = GraphBuilder("linear_relu_linear")
+    x = b.add_input("x", TensorType((256, 64), F32))
+    w = b.add_input("w", TensorType((64, 128), F32))
+    bias = b.add_input("bias", TensorType((128,), F32))
+    w2 = b.add_input("w2", TensorType((128, 32), F32))
+    b.set_outputs([(x.matmul(w) + bias).relu().matmul(w2)])
+    return b.build()
+
+
+def test_an_elementwise_kernel_overwrites_the_matmul_output_it_consumes() -> None:
+    steps, kernels = _in_place_plan(linear_relu_linear())
+    ((made, kernel),) = kernels.items()
+    assert steps[made].in_place is not None and kernel.in_place
+    text = format_kernel(kernel)
+    assert "out0[" not in text and "in0[128*i0 + i1] = relu(add(in0[128*i0 + i1], in1[i1]))" in text
+    assert "// out0 is written over in0, in place" in text
+    run = llvm_backend(linear_relu_linear(), {})
+    assert run.planned_bytes == 256 * 128 * 4  # the matmul's output, which the kernel then overwrites
+    rng = np.random.default_rng(3)
+    arrays = [rng.normal(size=s).astype(np.float32) for s in ((256, 64), (64, 128), (128,), (128, 32))]
+    x, w, bias, w2 = arrays
+    for _ in range(2):  # the second call finds the buffer holding the first call's result
+        np.testing.assert_allclose(run(arrays)[0], np.maximum(x @ w + bias, 0) @ w2, rtol=1e-4, atol=1e-4)
+
+
+def test_a_kernel_overwrites_no_value_read_later_returned_viewed_or_given() -> None:
+    b = GraphBuilder("kept")
+    x = b.add_input("x", TensorType((64, 64), F32))
+    h = x.matmul(x)
+    relu = h.relu()
+    added = relu.matmul(x) + h  # h is read after relu's kernel, whose output so gets a buffer of its own
+    later = added.matmul(x)
+    returned = x.matmul(x)
+    viewed = x.matmul(x)
+    exp, view_user, given = returned.exp(), viewed.sigmoid() + viewed.permute(1, 0).matmul(x), x.sin()
+    b.set_outputs([later, returned, exp, view_user, given])
+    steps, _ = _in_place_plan(b.build())
+    assert steps[id(relu)].in_place is None
+    assert steps[id(added)].in_place is added.producer.inputs[0]  # the add is the last reader of both
+    assert steps[id(exp)].in_place is None and steps[id(given)].in_place is None
+    assert all(step.in_place is not viewed for step in steps.values())
+
+
+def test_a_kernel_reading_the_input_elsewhere_than_it_stores_keeps_its_own_output() -> None:
+    b = GraphBuilder("transposed")
+    x = b.add_input("x", TensorType((64, 64), F32))
+    h = x.matmul(x)
+    y = h + h.permute(1, 0)  # reads h[j, i] while storing [i, j]: overwriting h would read new values
+    b.set_outputs([y.matmul(x)])
+    graph = b.build()
+    steps, kernels = _in_place_plan(graph)
+    assert steps[id(y)].in_place is h and not kernels[id(y)].in_place
+    xs = np.random.default_rng(4).normal(size=(64, 64)).astype(np.float32)
+    hs = xs @ xs
+    np.testing.assert_allclose(llvm_backend(graph, {})([xs])[0], (hs + hs.T) @ xs, rtol=1e-4, atol=1e-3)
 
 
 def test_bad_inputs_raise_like_the_interpreter() -> None:

@@ -31,6 +31,7 @@ from jitorch.codegen.loopnest import Kernel, format_kernel
 from jitorch.codegen.lower import lower
 from jitorch.ir.graph import Graph
 from jitorch.passes.fusion import KERNEL, FusionPlan, format_plan, fuse
+from jitorch.passes.inplace import mark_in_place
 
 
 def _timed(timings: dict[str, float], stage: str, start: float) -> float:
@@ -56,6 +57,7 @@ def llvm_backend(graph: Graph, timings: dict[str, float]) -> Callable[[list[np.n
     """Compile `graph`; the result runs it on input arrays (the backend contract of compile.py)."""
     start = time.perf_counter()
     plan = fuse(graph)
+    mark_in_place(plan)
     elapsed = _timed(timings, "fusion", start)
     if debug.enabled("fusion"):
         debug.dump("fusion", graph.name, "fused", format_plan(plan), elapsed)

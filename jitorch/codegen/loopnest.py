@@ -340,7 +340,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class Param:
-    """A buffer argument: `role` is "in", "out" or "scratch" (allocated by the runtime, lives one step)."""
+    """A buffer argument: `role` is "in", "out", "inout" (an input the output overwrites, element by element)
+    or "scratch" (allocated by the runtime, lives one step)."""
 
     name: str
     dtype: DType
@@ -358,6 +359,7 @@ class Kernel:
     parallel: str | None = None
     parallel_extent: int = 1
     elements: int = 0  # iterations of the innermost bodies, summed over stages: the work estimate
+    in_place: bool = False  # the output is written over the step's `in_place` input (its "inout" param)
     notes: tuple[str, ...] = field(default=())
 
     def extents(self) -> dict[str, int]:

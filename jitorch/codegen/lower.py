@@ -38,17 +38,21 @@ _STACK_ROW_BYTES = 1 << 16
 class _Lowering:
     """Builds one kernel's loop nest; `lower` is the entry point."""
 
-    def __init__(self, step: Step) -> None:
+    def __init__(self, step: Step, in_place: bool) -> None:
         self.step = step
         self.members = {id(n.output): n for n in step.nodes}
         self.params: list[Param] = []
         self.param_of: dict[int, int] = {}
+        reused = step.in_place if in_place else None
         for i, value in enumerate(step.outputs):
-            self.param_of[id(value)] = self._param(f"out{i}", value, "out")
+            if reused is None:
+                self.param_of[id(value)] = self._param(f"out{i}", value, "out")
         self.inputs: set[int] = set()
         for i, value in enumerate(step.inputs):
-            self.param_of[id(value)] = self._param(f"in{i}", value, "in")
+            self.param_of[id(value)] = self._param(f"in{i}", value, "inout" if value is reused else "in")
             self.inputs.add(id(value))
+        if reused is not None:  # one output (inplace.py): stored where the input it overwrites is read
+            self.param_of[id(step.outputs[0])] = self.param_of[id(reused)]
         for original, held in step.read_from.items():
             self.param_of[original] = self.param_of[id(held)]
             self.inputs.add(original)
@@ -443,8 +447,17 @@ def _mergeable_in(index: Affine, a: str, b: str, extent_b: int) -> bool:
 
 
 def lower(step: Step, name: str) -> Kernel:
-    """The loop nest of a kernel step, named `name` (the step's name made unique in its module)."""
-    lowering = _Lowering(step)
+    """The loop nest of a kernel step, named `name` (the step's name made unique in its module); written
+    over its `in_place` input where every iteration reads that input only at the element it stores."""
+    if step.in_place is not None:
+        kernel = _lower(step, name, in_place=True)
+        if _overwrites_safely(kernel):
+            return kernel
+    return _lower(step, name, in_place=False)
+
+
+def _lower(step: Step, name: str, in_place: bool) -> Kernel:
+    lowering = _Lowering(step, in_place)
     if step.nodes and step.nodes[0].op in ALONE:
         outer, stages = lowering.assembly()
     else:
@@ -457,9 +470,35 @@ def lower(step: Step, name: str) -> Kernel:
     elements = sum(span * math.prod(loop.extent for loop in s.loops) for s in stages)
     parallel_extent = next((loop.extent for loops in [outer] + [s.loops for s in stages] for loop in loops
                             if loop.var == parallel), 1)
-    kernel = Kernel(name, tuple(lowering.params), outer, tuple(stages), parallel, parallel_extent, elements)
+    notes = tuple(f"out0 is written over {p.name}, in place" for p in lowering.params if p.role == "inout")
+    kernel = Kernel(name, tuple(lowering.params), outer, tuple(stages), parallel, parallel_extent, elements,
+                    in_place, notes)
     _check_bounds(kernel)
     return kernel
+
+
+def _overwrites_safely(kernel: Kernel) -> bool:
+    """Whether an in-place kernel is one store per iteration whose loads of the overwritten buffer all read
+    the element it stores: then each load precedes the store it feeds, and no iteration reads another's."""
+    (param,) = [k for k, p in enumerate(kernel.params) if p.role == "inout"]
+    if len(kernel.stages) != 1 or len(kernel.stages[0].body) != 1:
+        return False
+    store = kernel.stages[0].body[0]
+    if not isinstance(store, Store) or store.param != param:
+        return False
+    stack: list[Expr] = [store.expr]
+    while stack:
+        expr = stack.pop()
+        if isinstance(expr, (Load, Gather)) and expr.param == param and (
+                isinstance(expr, Gather) or expr.offset != store.offset):
+            return False
+        if isinstance(expr, Apply):
+            stack.extend(expr.args)
+        elif isinstance(expr, Gather):
+            stack.extend(index for index, _, _, _ in expr.terms)
+        elif isinstance(expr, Random):
+            stack.append(expr.seed)
+    return True
 
 
 def _parallel_var(outer: tuple[Loop, ...], stages: list[Stage], kept: dict[str, bool], columns: bool) -> str | None:

@@ -338,6 +338,11 @@ class CompiledGraph:
         for value in graph.inputs:
             slot(value)
         steps = plan.steps
+        # an in-place kernel's output is the buffer of the input it overwrites (passes/inplace.py)
+        overwritten = {id(step.outputs[0]): step.in_place for index, step in enumerate(steps)
+                       if step.kind == KERNEL and kernels[index].kernel.in_place}
+        for out, value in overwritten.items():
+            slots[out] = slot(value)
         producer: dict[int, Step] = {}
         for step in steps:
             for value in step.outputs:
@@ -368,6 +373,8 @@ class CompiledGraph:
         for step in steps:  # eager results, and views of anything made per call, are dynamic too
             if step.kind == EAGER or (step.kind == VIEW and slots[id(step.inputs[0])] in dynamic):
                 dynamic.add(slots[id(step.outputs[0])])
+        if any(slots[out] in dynamic for out in overwritten):  # inplace.py overwrites planned buffers only
+            raise RuntimeError(f"{graph.name}: internal compiler error: a kernel overwrites an input or output")
         scratch = self._scratch(steps, kernels, slot)
         template = self._allocate(steps, values, slots, dynamic, scratch)
         self.template = template
@@ -379,13 +386,15 @@ class CompiledGraph:
         self.steps: list[Callable[[list[Any]], None]] = []
         for index, step in enumerate(steps):
             if step.kind == KERNEL:
-                params = [slots[id(v)] for v in step.outputs] + [twins.get(id(v), slots[id(v)]) for v in step.inputs]
+                params = [slots[id(v)] for v in step.outputs if id(v) not in overwritten]
+                params += [twins.get(id(v), slots[id(v)]) for v in step.inputs]
                 params += scratch.get(index, [])
                 self.steps.append(_KernelStep(kernels[index], params, dynamic, self))
             elif step.kind == VIEW and self._static_view(step, slots):
                 continue  # a view of a planned buffer: made once, in the template
             else:
-                self.steps.append(_call_step(step, slots))
+                of_input = step.kind == VIEW and id(step.inputs[0]) in input_ids
+                self.steps.append(_call_step(step, slots, of_input))
         self.kernel_count = sum(1 for step in steps if step.kind == KERNEL)
         self.eager_count = sum(1 for step in steps if step.kind == EAGER)
 
@@ -492,7 +501,8 @@ class CompiledGraph:
                           "but eager execution of the graph succeeded")
 
 
-def _call_step(step: Step, slots: dict[int, int]) -> Callable[[list[Any]], None]:
+def _call_step(step: Step, slots: dict[int, int], of_input: bool) -> Callable[[list[Any]], None]:
+    """How the runtime runs an extern, eager or view step; `of_input`: a view step's base is a graph input."""
     node = step.nodes[0]
     operands = tuple(slots[id(a)] for a in node.inputs)
     target = slots[id(step.outputs[0])]
@@ -506,10 +516,19 @@ def _call_step(step: Step, slots: dict[int, int]) -> Callable[[list[Any]], None]
     dtype = node.output.dtype.numpy
     if step.kind == VIEW:
         (base,) = operands
+        if not of_input:
+            def view(env: list[Any]) -> None:
+                env[target] = take_view(node.op, env[base], attrs)
+            return view
+        # a graph input is often the same array every call (a weight): its view is taken once
+        last: list[Any] = [None, None]  # the input last viewed, and its view
 
-        def view(env: list[Any]) -> None:
-            env[target] = take_view(node.op, env[base], attrs)
-        return view
+        def view_of_input(env: list[Any]) -> None:
+            array = env[base]
+            if array is not last[0]:
+                last[:] = array, take_view(node.op, array, attrs)
+            env[target] = last[1]
+        return view_of_input
 
     def call(env: list[Any]) -> None:
         result = eager(*[env[s] for s in operands], **attrs)

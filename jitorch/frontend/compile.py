@@ -74,7 +74,7 @@ class CompiledFunction:
         self._parameters = _positional_names(fn)
         self._plain_calls: dict[int, tuple[Any, list[str]]] = {}  # per count of tensor-only arguments
         # (grad mode, per argument (shape, dtype, requires_grad), entry) of the last tensor-only call that hit an
-        # entry with no guards beyond its key: the next such call checks those and runs it (see _repeat)
+        # entry: the next such call checks those and the entry's own guards, and runs it (see _repeats)
         self._last_hit: tuple[bool, tuple, Entry] | None = None
         functools.update_wrapper(self, fn, updated=())
         _registry.append(weakref.ref(self))  # every one, including those bound per instance by __get__
@@ -129,8 +129,11 @@ class CompiledFunction:
             return self.fn(*args, **kwargs)
         last = self._last_hit
         if last is not None and not kwargs and self._repeats(last, args):
-            self.stats["hits"] += 1
-            return run_entry(last[2], list(args), self.fn, self.name, args, kwargs)
+            entry = last[2]
+            tensors = list(args) if entry.direct else entry.inputs(list(args))
+            if tensors is not None and tensors is not OVERLAP:
+                self.stats["hits"] += 1
+                return run_entry(entry, tensors, self.fn, self.name, args, kwargs)
         spec, leaves, paths = self._flatten(args, kwargs)
         key = (spec, tuple(map(leaf_key, leaves)), autograd._mode.enabled)
         found = self._lookup(key, leaves)
@@ -148,7 +151,7 @@ class CompiledFunction:
             return self.fn(*args, **kwargs)
         if self.check:
             return self._run_checked(entry, tensors, args, kwargs)
-        if entry.direct and not kwargs and all(type(arg) is Tensor for arg in args):
+        if not kwargs and all(type(arg) is Tensor for arg in args):
             self._last_hit = (key[2], tuple(leaf[:3] for leaf in key[1]), entry)
         return run_entry(entry, tensors, self.fn, self.name, args, kwargs)
 

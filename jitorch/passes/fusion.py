@@ -72,6 +72,7 @@ class Step:
     coords: dict[int, tuple[int, ...]] = field(default_factory=dict)
     copy_of: Value | None = None  # a copy kernel's source (its output, unless that is a graph input)
     read_from: dict[int, Value] = field(default_factory=dict)  # id(value) -> the input holding it (a copy)
+    in_place: Value | None = None  # the input whose buffer the output may reuse (passes/inplace.py)
 
 
 @dataclass
