@@ -243,8 +243,10 @@ def run_workload(workload: Workload, quick: bool, backend: str | None = None) ->
     compiled_call(*args)
     first = time.perf_counter() - start
     if workload.numpy is not None:  # the baseline in the same stretch of time as the compiled calls
+        # three times the samples, in as many rounds: the ratio is what targets check, and a slow stretch
+        # of the machine falling on one side's rounds moves it less the more rounds there are
         compiled, baseline = measure_alternating([lambda: compiled_call(*args), workload.numpy(quick)],
-                                                 min_time=min_time, min_runs=min_runs)
+                                                 min_time=3 * min_time, min_runs=min_runs, rounds=24)
     else:
         compiled = measure(lambda: compiled_call(*args), min_time=min_time, min_runs=min_runs)
     row = Row(workload.name, eager.median, compiled.median, eager.median / compiled.median,
