@@ -19,8 +19,9 @@ functions are mathlib's inlined polynomial code, so hot loops contain no calls.
 
 Float sums and products are reduced with `reassoc` adds/multiplies only: that lets LLVM keep several
 vector accumulators (lanes x interleave), so results match eager within rounding, not bit for bit.
-Float sums over rows longer than BLOCKED_ROWS sum each block of SUM_BLOCK in their dtype and add the block
-sums in float64, which keeps their error at or below numpy's pairwise summation's however long the row:
+Float sums over rows longer than BLOCKED_ROWS (counting every loop of the stage) sum each block of SUM_BLOCK
+(a run of the innermost loop at most) in their dtype and add the block sums in float64, which keeps their
+error at or below numpy's pairwise summation's however long the row:
 within a block each vector lane adds only a few values in a row, so even a run of equal values, which
 round the same way every time, cannot pile up error (a horizontal add and a float64 add per block cost
 10-20% of a plain sum, which shorter rows, their lanes adding few values in a row anyway, do without). Column
@@ -195,7 +196,9 @@ class _KernelBuilder:
         for stage in self.kernel.stages:
             self.stage_loops = stage.loops
             reductions = [s for s in stage.body if isinstance(s, Reduction)]
-            long_rows = bool(stage.loops) and stage.loops[-1].extent > BLOCKED_ROWS
+            # what one accumulator adds up: every loop of the stage (a reduction over dims that did not
+            # merge into one loop, `where(mask[j], a, x[i, j]).sum()`, runs several)
+            long_rows = bool(stage.loops) and math.prod(loop.extent for loop in stage.loops) > BLOCKED_ROWS
             blocked = {r.local for r in reductions if long_rows and r.op == "sum" and r.dtype.is_floating_point}
             for reduction in reductions:
                 self._init_reduction(reduction, reduction.local in blocked)
