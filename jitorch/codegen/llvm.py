@@ -24,7 +24,9 @@ Float sums over rows longer than BLOCKED_ROWS (counting every loop of the stage)
 error at or below numpy's pairwise summation's however long the row:
 within a block each vector lane adds only a few values in a row, so even a run of equal values, which
 round the same way every time, cannot pile up error (a horizontal add and a float64 add per block cost
-10-20% of a plain sum, which shorter rows, their lanes adding few values in a row anyway, do without). Column
+10-20% of a plain sum, which shorter rows, their lanes adding few values in a row anyway, do without). Float32
+sums of at most SHORT_SUMS values add in float64: LLVM unrolls such loops rather than vectorizing them, which
+would add their values one after another. Column
 sums (an accumulator per kept element, the reduced dim outside) add in float32 in order. Max/min
 reductions (NaN-propagating `llvm.maximum`) and integer reductions are exact.
 """
@@ -46,6 +48,7 @@ from jitorch.ir.dtypes import DType
 from jitorch.ir.ops import OPS
 
 SUM_BLOCK = 256  # float sums over rows longer than BLOCKED_ROWS add per-block sums in float64
+SHORT_SUMS = 128  # float32 sums over at most this many values add in float64 (LLVM unrolls, not vectorizes)
 BLOCKED_ROWS = 1024  # up to this, each vector lane adds at most 32 values in a row: no blocks needed
 
 
@@ -143,6 +146,7 @@ class _KernelBuilder:
         self.locals: dict[str, ir.Value] = {}
         self.allocas: dict[str, tuple[ir.Value, ir.Value | None]] = {}
         self.partials: dict[str, ir.Value] = {}  # per-block float32 sums, inside _blocks
+        self.wide: set[str] = set()  # float32 sums of the current stage adding in float64
         self.open_loops: list[bool] = []  # per open loop: no loop inside it yet
         self.maxima: dict[str, tuple[Expr, tuple[Loop, ...]]] = {}  # float amax locals: (what, over which loops)
         self.stage_loops: tuple[Loop, ...] = ()
@@ -198,13 +202,16 @@ class _KernelBuilder:
             reductions = [s for s in stage.body if isinstance(s, Reduction)]
             # what one accumulator adds up: every loop of the stage (a reduction over dims that did not
             # merge into one loop, `where(mask[j], a, x[i, j]).sum()`, runs several)
-            long_rows = bool(stage.loops) and math.prod(loop.extent for loop in stage.loops) > BLOCKED_ROWS
-            blocked = {r.local for r in reductions if long_rows and r.op == "sum" and r.dtype.is_floating_point}
+            count = math.prod(loop.extent for loop in stage.loops)
+            sums = [r for r in reductions if r.op == "sum" and r.dtype.is_floating_point]
+            blocked = {r.local for r in sums} if count > BLOCKED_ROWS else set()
+            # LLVM unrolls short loops fully instead of vectorizing them: their float32 sums would add one
+            # value after another (64 x 0.4: 8 ulp off, numpy 1), so they add in float64 instead
+            self.wide = {r.local for r in sums if r.expr.dtype is dtypes.float32} if count <= SHORT_SUMS else set()
             for reduction in reductions:
-                self._init_reduction(reduction, reduction.local in blocked)
+                self._init_reduction(reduction, reduction.local in blocked or reduction.local in self.wide)
             if blocked:
                 *outer, last = stage.loops
-                sums = [r for r in reductions if r.local in blocked]
                 self._loops(outer, functools.partial(self._blocks, last, stage.body, sums))
             else:
                 self._loops(list(stage.loops), lambda body=stage.body: self._body(body))
@@ -214,7 +221,7 @@ class _KernelBuilder:
                 accumulator, position = self.allocas[reduction.local]
                 if position is not None:
                     loaded = self.builder.load(position, typ=I64)
-                elif reduction.local in blocked and reduction.dtype is dtypes.float32:
+                elif reduction.local in blocked | self.wide and reduction.dtype is dtypes.float32:
                     loaded = self.builder.fptrunc(self.builder.load(accumulator, typ=F64), F32)
                 else:
                     loaded = self.builder.load(accumulator, typ=value_type(reduction.dtype))
@@ -277,6 +284,8 @@ class _KernelBuilder:
                 accumulator, position = self.allocas[statement.local]
                 accumulator = self.partials.get(statement.local, accumulator)
                 dtype = statement.expr.dtype
+                if statement.local in self.wide:  # a short float32 sum, added in float64
+                    value, dtype = b.fpext(value, F64), dtypes.float64
                 current = b.load(accumulator, typ=value_type(dtype))
                 if position is None:
                     b.store(_combine(self.scalar, statement.op, current, value, dtype), accumulator)

@@ -344,3 +344,18 @@ def test_llvm_sum_over_dims_that_do_not_merge_is_as_accurate_as_eager() -> None:
     exact = np.where(mask, np.float32(-1.27), x.astype(np.float64)).mean()
     ulp = abs(float(np.spacing(np.float32(exact))))
     assert abs(got - exact) <= 2 * abs(eager - exact) + 2 * ulp, (got - exact, eager - exact)
+
+
+def test_llvm_sum_of_a_short_row_is_as_accurate_as_eager() -> None:
+    # fixed; found by fuzz seed 50802: a float32[17, 3] of 48 x 0.4 and three others summed to within 5 ulp,
+    # eager 0.1: LLVM unrolled the 51-value loop into adds one after another, each rounding the same way.
+    # Float32 sums of at most 128 values now add in float64.
+    _llvm()
+    values = np.full((17, 3), 0.4, np.float32)
+    values[-1] = [0.40782177, -0.61181253, -0.184299]
+    compiled = jitorch.compile(lambda v: jitorch.sum(v, (0, -1)), backend="llvm")
+    compiled(jitorch.tensor(values))  # traces
+    got = compiled(jitorch.tensor(values)).item()
+    exact = values.astype(np.float64).sum()
+    ulp = abs(float(np.spacing(np.float32(exact))))
+    assert abs(got - exact) <= 2 * abs(float(values.sum()) - exact) + ulp, (got - exact, values.sum() - exact)
