@@ -9,7 +9,8 @@ whatever the runtime's buffer pool does). For those calls, results and gradients
 fixed random W_k, w.r.t. the inputs requiring grad) must
 
 - match eager within a tolerance scaled by the dtype and by the magnitude of the values they come from;
-- be as accurate as eager: max|compiled - float64| <= K * max|eager - float64| + atol, per tensor;
+- be as accurate as eager: max|compiled - float64| <= K * max|eager - float64| + atol, per tensor (for
+  programs computing in float32; one computing in float64 only is its own float64 reference);
 - have eager's dtypes, shapes and requires_grad, and integers and bools equal;
 - raise where eager raises, with the same exception type and message, and nowhere else;
 and the backend must not give up on a graph (the llvm backend warns and falls back to the interpreter).
@@ -175,6 +176,11 @@ def compare(got: Run, eager: Run, ref: Run | None, program: Program, exact: bool
     if got.requires_grad != eager.requires_grad:
         problems.append(f"requires_grad of outputs {got.requires_grad}, eager gives {eager.requires_grad}")
     eps = _float_eps(eager, program)
+    if eps == EPS["float64"]:
+        # a program computing in float64 only is its own float64 reference: eager's error is 0 by construction,
+        # so "as accurate as eager" would demand 4 ulp of the values' magnitude even from an ill-conditioned
+        # result (seed 60782: -2.5 / (v + 2 * sum) near a pole, one reassociated add 5.3e-15 off)
+        ref = None
     grad_scale = max([1.0] + [float(np.abs(g).max()) for g in eager.grads if g is not None and g.size])
     scale_all = max([1.0, *program.scales.values()])
     pairs = [(f"output {k} ({name})", got.outputs[k], eager.outputs[k],
