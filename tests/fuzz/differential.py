@@ -8,7 +8,8 @@ are timed on early calls and may then go parallel; call 2's outputs must survive
 whatever the runtime's buffer pool does). For those calls, results and gradients (of sum_k <out_k, W_k> with
 fixed random W_k, w.r.t. the inputs requiring grad) must
 
-- match eager within a tolerance scaled by the dtype and by the magnitude of the values they come from;
+- match eager within a tolerance scaled by the dtype and by the magnitude of the values they come from,
+  unless they are closer to the float64 results than eager is;
 - be as accurate as eager: max|compiled - float64| <= K * max|eager - float64| + atol, per tensor (for
   programs computing in float32; one computing in float64 only is its own float64 reference);
 - have eager's dtypes, shapes and requires_grad, and integers and bools equal;
@@ -148,8 +149,6 @@ def compare_arrays(what: str, got: np.ndarray, want: np.ndarray, ref: np.ndarray
     finite = ~(nan_want | np.isinf(want))
     got64, want64 = got[finite].astype(np.float64), want[finite].astype(np.float64)
     atol = 64 * eps * scale
-    if np.any(np.abs(got64 - want64) > 1000 * eps * np.abs(want64) + atol):
-        return [f"{what}: differs from eager beyond tolerance; {_worst(got, want)}"]
     if ref is not None and ref.shape == want.shape:
         ref64 = ref[finite].astype(np.float64)
         got_error = float(np.max(np.abs(got64 - ref64), initial=0.0))
@@ -157,6 +156,12 @@ def compare_arrays(what: str, got: np.ndarray, want: np.ndarray, ref: np.ndarray
         if got_error > K * eager_error + 4 * eps * scale:
             return [f"{what}: less accurate than eager: max error vs float64 {got_error:.3g}, eager's "
                     f"{eager_error:.3g} (K={K}, scale {scale:.3g})"]
+        if got_error <= eager_error:
+            # closer to float64 than eager: what separates it from eager is eager's own error (seed 72121: a sum
+            # of 30000 values cancelling to 0.135, eager 0.1875, compiled 0.1346)
+            return []
+    if np.any(np.abs(got64 - want64) > 1000 * eps * np.abs(want64) + atol):
+        return [f"{what}: differs from eager beyond tolerance; {_worst(got, want)}"]
     return []
 
 
