@@ -558,3 +558,21 @@ def test_an_unused_graph_is_freed_with_its_output() -> None:
     loss, saved = _chain(x, 20)
     del loss
     assert all(ref() is None for ref in saved), "the tape keeps tensors alive through a reference cycle"
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_gradients_of_a_linear_layer_are_contiguous_like_its_weight(compiled: bool) -> None:
+    """The weight's gradient is computed as a transpose, (x.T @ dy).T; stored so, every optimizer pass over it
+    strode across memory (an SGD step of a 784-512-512-10 MLP took 2.9 ms instead of 1.1)."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(6, 4)
+    reference = torch.nn.Linear(6, 4)
+    reference.load_state_dict(layer.state_dict())
+    run = torch.compile(layer) if compiled else layer
+    x = torch.randn(3, 6)
+    for _ in range(2):  # the second call runs the compiled graphs and accumulates into .grad
+        (run(x) ** 2).sum().backward()
+        (reference(x) ** 2).sum().backward()
+    for got, want in zip(layer.parameters(), reference.parameters()):
+        assert got.grad.is_contiguous()
+        np.testing.assert_allclose(got.grad.numpy(), want.grad.numpy(), rtol=1e-5, atol=1e-6)

@@ -214,6 +214,42 @@ graph empty(%x: f32[4,2,0], %w: f32[5,0]) -> f32[4,2,5] {
     assert not run(empty, [np.zeros((4, 2, 0), np.float32), np.zeros((5, 0), np.float32)])[0].any()
 
 
+TRANSPOSED_PRODUCTS = """\
+graph grads(%x: f32[3,6], %dy: f32[3,4], %a: f32[2,3,4], %b: f32[2,4,5]) -> (f32[4,6], f32[2,5,3], f32[6,4], f32[4,6]) {
+  %0 : f32[6,3]   = permute(%x, perm=(1,0))
+  %1 : f32[6,4]   = matmul(%0, %dy)
+  %2 : f32[4,6]   = permute(%1, perm=(1,0))
+  %3 : f32[2,3,5] = matmul(%a, %b)
+  %4 : f32[2,5,3] = permute(%3, perm=(0,2,1))
+  %5 : f32[6,4]   = matmul(%0, %dy)
+  %6 : f32[4,6]   = permute(%5, perm=(1,0))
+  return %2, %4, %5, %6
+}"""
+
+
+def test_a_transposed_product_becomes_the_product_of_the_transposes_once_gradients_are_taken() -> None:
+    """A linear layer's weight gradient, (x.T @ dy).T, is dy.T @ x: a contiguous result, not a transposed view
+    of one. A product something else uses too (%5, returned) keeps its transpose: no second matmul."""
+    simplified = apply(lambda graph: dce(simplify(graph, after_autodiff=True)), TRANSPOSED_PRODUCTS)
+    assert format_graph(simplified) == """\
+graph grads(%x: f32[3,6], %dy: f32[3,4], %a: f32[2,3,4], %b: f32[2,4,5]) -> (f32[4,6], f32[2,5,3], f32[6,4], f32[4,6]) {
+  %0 : f32[6,3]   = permute(%x, perm=(1,0))
+  %1 : f32[4,3]   = permute(%dy, perm=(1,0))
+  %2 : f32[4,6]   = matmul(%1, %x)
+  %3 : f32[2,5,4] = permute(%b, perm=(0,2,1))
+  %4 : f32[2,4,3] = permute(%a, perm=(0,2,1))
+  %5 : f32[2,5,3] = matmul(%3, %4)
+  %6 : f32[6,4]   = matmul(%0, %dy)
+  %7 : f32[4,6]   = permute(%6, perm=(1,0))
+  return %2, %5, %6, %7
+}"""
+    assert format_graph(apply(simplify, TRANSPOSED_PRODUCTS)) == TRANSPOSED_PRODUCTS  # before autodiff: kept
+    rng = np.random.default_rng(4)
+    arrays = [rng.standard_normal(shape).astype(np.float32) for shape in ((3, 6), (3, 4), (2, 3, 4), (2, 4, 5))]
+    for got, want in zip(run(simplified, arrays), run(parse_graph(TRANSPOSED_PRODUCTS), arrays)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
 DETACH = """\
 graph stop(%x: f32[3]) -> f32[3] {
   %0 : f32[3] = detach(%x)

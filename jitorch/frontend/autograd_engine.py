@@ -18,10 +18,12 @@ if TYPE_CHECKING:
 
 
 def _exclusive(grad: Tensor, used: set[int]) -> Tensor:
-    """A gradient safe to store in `.grad`: writable, owning its memory, not shared with another leaf."""
+    """A gradient safe to store in `.grad`: writable, owning its memory, not shared with another leaf, and
+    contiguous (a linear layer's weight gradient arrives as a transposed view; kept so, every optimizer pass
+    over it would stride across memory)."""
     arr = grad._data
     if id(grad) in used or not (arr.flags.owndata and arr.flags.writeable and arr.flags.c_contiguous):
-        grad = grad._wrap(np.array(arr, copy=True), grad.dtype)
+        grad = grad._wrap(np.array(arr, copy=True, order="C"), grad.dtype)
     used.add(id(grad))
     return grad
 

@@ -15,6 +15,7 @@ would be a float32 dot product of B x M terms, less accurate than eager's.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -134,12 +135,42 @@ def _matrix_rows(builder: GraphBuilder, node: Node, inputs: list) -> Any:
     return builder.emit("reshape", product, shape=tuple(node.output.shape))
 
 
+def _transposed_product(builder: GraphBuilder, node: Node, inputs: list, uses: dict[int, int]) -> Any:
+    """`(a @ b).mT` is `b.mT @ a.mT`: BLAS reads transposed operands in place, so the product comes out in the
+    layout wanted instead of as a transposed view (a linear layer's weight gradient, `(x.T @ dy).T`, reached
+    the optimizer as one, whose every pass then strode across memory). Only for a product nothing else uses,
+    which would otherwise be computed twice."""
+    if node.op != "permute" or uses.get(id(node.inputs[0]), 0) != 1:
+        return None
+    product = _producer(inputs[0])
+    rank = len(node.output.shape)
+    if product is None or product.op != "matmul" or rank < 2 or node.attrs["perm"] != (
+            *range(rank - 2), rank - 1, rank - 2):
+        return None
+    a, b = product.inputs
+    if len(a.shape) < 2 or len(b.shape) < 2:  # a vector operand: no matrix to transpose
+        return None
+    return builder.emit("matmul", _swap_last(builder, b), _swap_last(builder, a))
+
+
+def _swap_last(builder: GraphBuilder, value: Value) -> Value:
+    """`value.mT`, or what it is a transpose of."""
+    rank = len(value.shape)
+    perm = (*range(rank - 2), rank - 1, rank - 2)
+    inner = _producer(value)
+    if inner is not None and inner.op == "permute" and inner.attrs["perm"] == perm:
+        return inner.inputs[0]
+    return builder.emit("permute", value, perm=perm)
+
+
 RULES: tuple[Rule, ...] = (_fold, _identity, _combine)
 RULES_AFTER_AUTODIFF: tuple[Rule, ...] = RULES + (_matrix_rows,)
 
 
 def simplify(graph: Graph, *, after_autodiff: bool = False) -> Graph:
     rules = RULES_AFTER_AUTODIFF if after_autodiff else RULES
+    if after_autodiff:
+        rules += (functools.partial(_transposed_product, uses=graph.use_counts()),)
 
     def rewrite(builder: GraphBuilder, node: Node, inputs: list) -> Value | None:
         if after_autodiff and node.op == "detach":
