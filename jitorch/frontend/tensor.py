@@ -441,11 +441,19 @@ def dispatch(name: str, operands: tuple, attrs: dict) -> Tensor:
     """Apply primitive `name`: infer, compute, record on the tape, record in the trace."""
     op = OPS[name]
     out_type = op.infer(*operands, **attrs)
-    if any(type(o) is not Literal and o._data is None for o in operands):
+    arrays: list[Any] | None = []
+    for o in operands:
+        if type(o) is Literal:
+            arrays.append(o.numpy_value())
+        elif o._data is None:
+            arrays = None
+            break
+        else:
+            arrays.append(o._data)
+    if arrays is None:
         out = Tensor._symbolic(out_type.shape, out_type.dtype)
     else:
         check_size(out_type, name, operands, view=op.view)
-        arrays = [o.numpy_value() if type(o) is Literal else o._data for o in operands]
         data = op.eager(*arrays, **attrs)
         if type(data) is not np.ndarray:
             data = np.asarray(data)

@@ -13,6 +13,21 @@ from jitorch.ir.types import DTypeError
 from jitorch.ir.vocabulary_base import Scalar, VocabularyBase, broadcast_shapes, literal
 
 
+def _as_they_are(a: Any, b: Any, result: str) -> tuple[Any, Any] | None:
+    """The operands of a binary op that needs no promotion and no broadcast, the usual case: two tensors of
+    one dtype and shape, or a float tensor and a Python number (its literal). None for anything else, which
+    the general path sorts out. An add of two small tensors spent 7 of its 18 µs working that out."""
+    if isinstance(a, VocabularyBase):
+        if isinstance(b, VocabularyBase):
+            same = a.dtype is b.dtype and a.shape == b.shape and (result == "promote" or a.dtype.is_floating_point)
+            return (a, b) if same else None
+        if type(b) in (int, float) and a.dtype.is_floating_point:
+            return a, literal(b, a.dtype)
+    elif type(a) in (int, float) and isinstance(b, VocabularyBase) and b.dtype.is_floating_point:
+        return literal(a, b.dtype), b
+    return None
+
+
 class ElementwiseOps(VocabularyBase):
     """Operators, arithmetic, comparisons, logic, `where` and unary math, written with `_apply`."""
 
@@ -27,6 +42,10 @@ class ElementwiseOps(VocabularyBase):
         result: "promote" (PyTorch's result type), "float" (ints promote to the default float),
         "bitwise" (bool/int only).
         """
+        if len(operands) == 2 and result != "bitwise":
+            ready = _as_they_are(*operands, result)
+            if ready is not None:
+                return self._apply(name, *ready)
         tensors, dims, zero_dims, scalars = [], [], [], []
         converted = []
         for value in operands:
