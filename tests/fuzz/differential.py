@@ -8,10 +8,10 @@ are timed on early calls and may then go parallel; call 2's outputs must survive
 whatever the runtime's buffer pool does). For those calls, results and gradients (of sum_k <out_k, W_k> with
 fixed random W_k, w.r.t. the inputs requiring grad) must
 
-- match eager within a tolerance scaled by the dtype and by the magnitude of the values they come from,
-  unless they are closer to the float64 results than eager is;
-- be as accurate as eager: max|compiled - float64| <= K * max|eager - float64| + atol, per tensor (for
-  programs computing in float32; one computing in float64 only is its own float64 reference);
+- be as accurate as eager: max|compiled - float64| <= K * max|eager - float64| + atol, per tensor, for
+  programs computing in float32;
+- else (a program computing in float64 only is its own float64 reference, or that run failed) match eager
+  within a tolerance scaled by the dtype and by the magnitude of the values they come from;
 - have eager's dtypes, shapes and requires_grad, and integers and bools equal;
 - raise where eager raises, with the same exception type and message, and nowhere else;
 and the backend must not give up on a graph (the llvm backend warns and falls back to the interpreter).
@@ -156,10 +156,11 @@ def compare_arrays(what: str, got: np.ndarray, want: np.ndarray, ref: np.ndarray
         if got_error > K * eager_error + 4 * eps * scale:
             return [f"{what}: less accurate than eager: max error vs float64 {got_error:.3g}, eager's "
                     f"{eager_error:.3g} (K={K}, scale {scale:.3g})"]
-        if got_error <= eager_error:
-            # closer to float64 than eager: what separates it from eager is eager's own error (seed 72121: a sum
-            # of 30000 values cancelling to 0.135, eager 0.1875, compiled 0.1346)
-            return []
+        # as accurate as eager: what separates them is their rounding errors, which a sum of many values
+        # makes larger than the tolerance below, scaled by the values and not by how many are added (seed
+        # 72121: 30000 values cancelling to 0.1354, eager 0.1875, compiled 0.1346; seed 107972: errors
+        # 1.1e-5 and 3.1e-5 on -0.1498, 4.3e-5 apart)
+        return []
     if np.any(np.abs(got64 - want64) > 1000 * eps * np.abs(want64) + atol):
         return [f"{what}: differs from eager beyond tolerance; {_worst(got, want)}"]
     return []
