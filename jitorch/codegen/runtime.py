@@ -36,7 +36,7 @@ from jitorch.codegen.loopnest import ARRAY_DATA_OFFSET, ERRORS, Kernel
 from jitorch.ir.graph import Graph, Value
 from jitorch.ir.ops import OPS
 from jitorch.ir.types import ShapeError, TensorType
-from jitorch.passes.fusion import EAGER, EXTERN_STEP, KERNEL, VIEW, FusionPlan, Step
+from jitorch.passes.fusion import EAGER, EXTERN_STEP, KERNEL, VIEW, FusionPlan, Step, view_base
 
 KernelFunction = Callable[[int, int, int], int]
 _SIGNATURE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
@@ -353,8 +353,7 @@ class CompiledGraph:
         # outputs, and what output views are taken from, are fresh every call
         fresh: set[int] = set()
         for value in plan.outputs:
-            while id(value) in producer and producer[id(value)].kind == VIEW:
-                value = producer[id(value)].inputs[0]
+            value = view_base(value, producer)
             if id(value) in producer and producer[id(value)].kind != EAGER:  # eager results are new anyway
                 fresh.add(id(value))
         input_ids = {id(v) for v in graph.inputs}

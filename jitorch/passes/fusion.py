@@ -452,6 +452,13 @@ def _order(graph: Graph, groups: _Groups, steps: dict[int, Step], extra: list[tu
 # printing
 
 
+def view_base(value: Value, made_by: dict[int, Step]) -> Value:
+    """The value a chain of view steps ending in `value` is a view of (`made_by`: id(value) -> its step)."""
+    while id(value) in made_by and made_by[id(value)].kind == VIEW:
+        value = made_by[id(value)].inputs[0]
+    return value
+
+
 def _operand(value: Value | Literal) -> str:
     return str(value) if type(value) is Literal else f"%{value.name}"
 

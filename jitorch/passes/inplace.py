@@ -15,14 +15,13 @@ without reuse (`Kernel.in_place` says which happened).
 """
 from __future__ import annotations
 
-from jitorch.ir.graph import Value
-from jitorch.passes.fusion import ALONE, EXTERN_STEP, KERNEL, VIEW, FusionPlan, Step
+from jitorch.passes.fusion import ALONE, EXTERN_STEP, KERNEL, VIEW, FusionPlan, Step, view_base
 
 
 def mark_in_place(plan: FusionPlan) -> None:
     """Set `in_place` on every kernel step that can overwrite an input (see the module docstring)."""
     made_by: dict[int, Step] = {id(v): step for step in plan.steps for v in step.outputs}
-    kept = {id(_base(v, made_by)) for v in plan.outputs}  # returned, or viewed by what is returned
+    kept = {id(view_base(v, made_by)) for v in plan.outputs}  # returned, or viewed by what is returned
     viewed = {id(step.inputs[0]) for step in plan.steps if step.kind == VIEW}
     last_read: dict[int, int] = {}
     for index, step in enumerate(plan.steps):
@@ -43,10 +42,3 @@ def mark_in_place(plan: FusionPlan) -> None:
 def _elementwise(step: Step) -> bool:
     return (step.kind == KERNEL and len(step.outputs) == 1 and not step.axes and step.copy_of is None
             and not step.read_from and not (step.nodes and step.nodes[0].op in ALONE))
-
-
-def _base(value: Value, made_by: dict[int, Step]) -> Value:
-    """The value a chain of view steps ending in `value` is a view of."""
-    while id(value) in made_by and made_by[id(value)].kind == VIEW:
-        value = made_by[id(value)].inputs[0]
-    return value
