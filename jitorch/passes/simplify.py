@@ -98,6 +98,14 @@ def _reshaped(builder: GraphBuilder, value: Value, shape: tuple[int, ...]) -> Va
     return value if tuple(value.shape) == tuple(shape) else builder.emit("reshape", value, shape=tuple(shape))
 
 
+def _permuted(builder: GraphBuilder, value: Value, perm: tuple[int, ...]) -> Value:
+    """`value` permuted by `perm`, composed with the permute it was made by: nothing to emit for a round trip."""
+    inner = _producer(value)
+    if inner is not None and inner.op == "permute":
+        perm, value = tuple(inner.attrs["perm"][p] for p in perm), inner.inputs[0]
+    return value if perm == tuple(range(len(perm))) else builder.emit("permute", value, perm=perm)
+
+
 def _combine(builder: GraphBuilder, node: Node, inputs: list) -> Any:
     if node.op == "pow" and isinstance(inputs[1], Literal) and inputs[1].value == 2:
         return builder.emit("mul", inputs[0], inputs[0])
@@ -107,10 +115,7 @@ def _combine(builder: GraphBuilder, node: Node, inputs: list) -> Any:
     if node.op == "reshape" and inner.op == "reshape":
         return _reshaped(builder, inputs[0], node.attrs["shape"])
     if node.op == "permute" and inner.op == "permute":
-        outer_perm, inner_perm = node.attrs["perm"], inner.attrs["perm"]
-        perm = tuple(inner_perm[p] for p in outer_perm)
-        return inner.inputs[0] if perm == tuple(range(len(perm))) else builder.emit("permute", inner.inputs[0],
-                                                                                  perm=perm)
+        return _permuted(builder, inputs[0], node.attrs["perm"])
     if node.op == "neg" and inner.op == "neg":
         return inner.inputs[0]
     return None
@@ -144,23 +149,18 @@ def _transposed_product(builder: GraphBuilder, node: Node, inputs: list, uses: d
         return None
     product = _producer(inputs[0])
     rank = len(node.output.shape)
-    if product is None or product.op != "matmul" or rank < 2 or node.attrs["perm"] != (
-            *range(rank - 2), rank - 1, rank - 2):
+    if product is None or product.op != "matmul" or rank < 2 or node.attrs["perm"] != _swap_last(node.output):
         return None
     a, b = product.inputs
     if len(a.shape) < 2 or len(b.shape) < 2:  # a vector operand: no matrix to transpose
         return None
-    return builder.emit("matmul", _swap_last(builder, b), _swap_last(builder, a))
+    return builder.emit("matmul", _permuted(builder, b, _swap_last(b)), _permuted(builder, a, _swap_last(a)))
 
 
-def _swap_last(builder: GraphBuilder, value: Value) -> Value:
-    """`value.mT`, or what it is a transpose of."""
+def _swap_last(value: Value) -> tuple[int, ...]:
+    """The perm of `value.mT`."""
     rank = len(value.shape)
-    perm = (*range(rank - 2), rank - 1, rank - 2)
-    inner = _producer(value)
-    if inner is not None and inner.op == "permute" and inner.attrs["perm"] == perm:
-        return inner.inputs[0]
-    return builder.emit("permute", value, perm=perm)
+    return (*range(rank - 2), rank - 1, rank - 2)
 
 
 RULES: tuple[Rule, ...] = (_fold, _identity, _combine)
